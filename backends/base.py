@@ -1,0 +1,290 @@
+"""The kernel interface: one small class that is also the working NumPy reference.
+
+Every method works on the backend's own arrays (``self.xp``). A backend subclass
+overrides only what it speeds up; everything else runs this code with its ``xp``.
+
+Conventions (shapes): ``X`` (n, n_in), ``W`` (n_in, n_out), ``b`` (n_out,),
+``A``/``Z``/``dZ`` (n, n_out). Losses are means over samples of the per-sample
+loss summed over outputs. For ``binary_crossentropy`` the kernels work on
+*logits*: ``Yhat`` is the output layer's pre-activation Z and the sigmoid is
+applied only for prediction, which keeps the loss finite for any z.
+"""
+from __future__ import annotations
+
+import numpy
+
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
+LOSSES = ("squared_error", "mse", "binary_crossentropy")
+
+
+class TrainState:
+    """Parameters and reusable buffers of one network on one backend.
+
+    ``params`` is a list of ``(W, b)`` backend arrays, updated in place.
+    ``activations`` are the kernel activations per layer (for
+    ``binary_crossentropy`` the last one is ``"linear"``: the loss takes logits).
+    """
+
+    def __init__(self, backend, params, activations, loss):
+        self.backend = backend
+        self.params = list(params)
+        self.activations = tuple(activations)
+        self.loss = loss
+        self.dtype = params[0][0].dtype
+        self._buffers = {}
+
+    def buffers(self, n):
+        """Buffers for a batch of ``n`` rows, allocated once per batch size."""
+        buf = self._buffers.get(n)
+        if buf is None:
+            buf = _Buffers(self.backend, self.params, n, self.dtype)
+            self._buffers[n] = buf
+        return buf
+
+
+class _Buffers:
+    """Per-layer activations A, upstream gradients G (dA), dZ and parameter grads."""
+
+    def __init__(self, backend, params, n, dtype):
+        self.A = [backend.empty((n, W.shape[1]), dtype) for W, _ in params]
+        self.G = [backend.empty((n, W.shape[1]), dtype) for W, _ in params]
+        self.dZ = [backend.empty((n, W.shape[1]), dtype) for W, _ in params]
+        self.grads = [(backend.empty(W.shape, dtype), backend.empty(b.shape, dtype))
+                      for W, b in params]
+        self.scratch = backend.empty((n, params[-1][0].shape[1]), dtype)
+        in_dim = params[0][0].shape[0]
+        self.Xb = backend.empty((n, in_dim), dtype)
+        self.Yb = backend.empty((n, params[-1][0].shape[1]), dtype)
+
+
+class Backend:
+    """NumPy reference implementation of the whole kernel interface."""
+
+    name = "numpy"
+
+    def __init__(self):
+        self.xp = numpy
+
+    # ----------------------------------------------------------------- arrays
+    def asarray(self, x, dtype=None):
+        """Copy/convert ``x`` (NumPy or own array) to a C-contiguous backend array."""
+        return self.xp.ascontiguousarray(self.xp.asarray(x, dtype=dtype))
+
+    def to_numpy(self, x):
+        """Return ``x`` as a NumPy array (no copy when it already is one)."""
+        return numpy.asarray(x)
+
+    def empty(self, shape, dtype):
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype):
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def is_own_array(self, x):
+        """True when ``x`` is an array this backend computes on without conversion."""
+        return isinstance(x, numpy.ndarray)
+
+    def device(self):
+        """A short description of where this backend computes."""
+        return "cpu"
+
+    # ------------------------------------------------------------ activations
+    def activation_forward(self, Z, activation, out=None):
+        """``act(Z)``, elementwise; ``out`` may be ``Z`` itself."""
+        xp = self.xp
+        if out is None:
+            out = xp.empty_like(Z)
+        if activation == "sigmoid":
+            # 0.5 * (1 + tanh(z/2)) never overflows, for any z.
+            xp.multiply(Z, 0.5, out=out)
+            xp.tanh(out, out=out)
+            out += 1
+            out *= 0.5
+        elif activation == "tanh":
+            xp.tanh(Z, out=out)
+        elif activation == "relu":
+            xp.maximum(Z, 0, out=out)
+        elif activation == "linear":
+            if out is not Z:
+                xp.copyto(out, Z)
+        else:
+            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        return out
+
+    def dense_forward(self, X, W, b, activation, out=None):
+        """Fused ``act(X @ W + b)``: X (n, i), W (i, o), b (o,) -> (n, o)."""
+        out = self.xp.matmul(X, W, out=out)
+        out += b
+        return self.activation_forward(out, activation, out=out)
+
+    def activation_backward(self, dA, A, activation, out=None):
+        """``dZ = dA * act'(A)``, the derivative taken from the output A.
+
+        sigmoid: a(1-a); tanh: 1-a^2; relu: 1 where a > 0 else 0 (so 0 at z = 0);
+        linear: 1. ``out`` must not alias ``dA`` or ``A``.
+        """
+        xp = self.xp
+        if out is None:
+            out = xp.empty_like(A)
+        if activation == "sigmoid":
+            xp.multiply(A, A, out=out)
+            xp.subtract(A, out, out=out)
+            out *= dA
+        elif activation == "tanh":
+            xp.multiply(A, A, out=out)
+            xp.subtract(1, out, out=out)
+            out *= dA
+        elif activation == "relu":
+            xp.greater(A, 0, out=out)
+            out *= dA
+        elif activation == "linear":
+            xp.copyto(out, dA)
+        else:
+            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        return out
+
+    def dense_backward(self, dZ, X, W, need_dX=True, dW=None, db=None, dX=None):
+        """``dW = X^T dZ`` (i, o), ``db = sum_rows dZ`` (o,), ``dX = dZ W^T`` (n, i) or None."""
+        xp = self.xp
+        dW = xp.matmul(X.T, dZ, out=dW)
+        db = xp.sum(dZ, axis=0, out=db)
+        if need_dX:
+            dX = xp.matmul(dZ, W.T, out=dX)
+        else:
+            dX = None
+        return dW, db, dX
+
+    # ------------------------------------------------------------------ losses
+    def loss(self, Yhat, Y, kind, out=None):
+        """Mean over samples of the summed per-sample loss, as a 0-d backend value.
+
+        ``out`` is an optional scratch array of Yhat's shape (avoids allocation).
+        """
+        xp = self.xp
+        n = Yhat.shape[0]
+        if out is None:
+            out = xp.empty_like(Yhat)
+        if kind in ("squared_error", "mse"):
+            xp.subtract(Yhat, Y, out=out)
+            total = xp.vdot(out, out)
+            return total / (2 * n) if kind == "squared_error" else total / n
+        if kind == "binary_crossentropy":
+            # softplus(z) - y z, with softplus(z) = max(z, 0) + log1p(exp(-|z|)).
+            xp.abs(Yhat, out=out)
+            xp.negative(out, out=out)
+            xp.exp(out, out=out)
+            xp.log1p(out, out=out)
+            total = xp.sum(out)
+            xp.maximum(Yhat, 0, out=out)
+            total = total + xp.sum(out)
+            xp.multiply(Y, Yhat, out=out)
+            total = total - xp.sum(out)
+            return total / n
+        raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
+
+    def loss_grad(self, Yhat, Y, kind, out=None):
+        """d loss / d Yhat, shape (n, o); for binary_crossentropy d loss / d logits."""
+        xp = self.xp
+        n = Yhat.shape[0]
+        if kind == "squared_error":
+            out = xp.subtract(Yhat, Y, out=out)
+            out /= n
+        elif kind == "mse":
+            out = xp.subtract(Yhat, Y, out=out)
+            out *= 2.0 / n
+        elif kind == "binary_crossentropy":
+            out = self.activation_forward(Yhat, "sigmoid", out=out)
+            out -= Y
+            out /= n
+        else:
+            raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
+        return out
+
+    def sgd_update(self, params, grads, lr):
+        """``p -= lr * g`` in place for every (W, b); scales ``grads`` in place."""
+        for (W, b), (dW, db) in zip(params, grads):
+            dW *= lr
+            W -= dW
+            db *= lr
+            b -= db
+
+    # ------------------------------------------------------------ composition
+    def forward(self, state, X, buffers=None):
+        """Forward pass; returns the last layer's kernel output (n, o)."""
+        buf = buffers if buffers is not None else state.buffers(X.shape[0])
+        inp = X
+        for (W, b), act, A in zip(state.params, state.activations, buf.A):
+            inp = self.dense_forward(inp, W, b, act, out=A)
+        return inp
+
+    def forward_backward(self, state, X, Y):
+        """Loss of (X, Y) and its gradients, left in ``state.buffers(n).grads``."""
+        buf = state.buffers(X.shape[0])
+        out = self.forward(state, X, buf)
+        loss = self.loss(out, Y, state.loss, out=buf.scratch)
+        last = len(state.params) - 1
+        self.loss_grad(out, Y, state.loss, out=buf.G[last])
+        for i in range(last, -1, -1):
+            W = state.params[i][0]
+            dZ = self.activation_backward(buf.G[i], buf.A[i], state.activations[i], out=buf.dZ[i])
+            inp = X if i == 0 else buf.A[i - 1]
+            dW, db = buf.grads[i]
+            self.dense_backward(dZ, inp, W, need_dX=i > 0, dW=dW, db=db,
+                                dX=buf.G[i - 1] if i > 0 else None)
+        return loss
+
+    def train_step(self, state, X, Y, lr):
+        """One gradient-descent step on the batch (X, Y); returns the batch loss
+        taken before the update, as a 0-d backend value (no host sync)."""
+        loss = self.forward_backward(state, X, Y)
+        self.sgd_update(state.params, state.buffers(X.shape[0]).grads, lr)
+        return loss
+
+    def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
+        """Train ``len(lrs)`` epochs; epoch e uses learning rate ``lrs[e]``.
+
+        ``batch_size`` None (or >= n) is full batch. ``orders`` (epochs, n) int
+        gives each epoch's sample order for mini-batches (None: in order).
+        Returns per-epoch mean losses, shape (epochs,), as a NumPy float64 array.
+        Stops after the first epoch whose loss is not finite; later entries are NaN.
+        """
+        xp = self.xp
+        n = X.shape[0]
+        epochs = len(lrs)
+        losses = numpy.full(epochs, numpy.nan)
+        full = batch_size is None or batch_size >= n
+        chunk = xp.zeros(epochs, dtype=numpy.float64)
+        done = 0
+        # Losses stay on the device and are read once per block of epochs.
+        block = 64
+        for e in range(epochs):
+            lr = float(lrs[e])
+            if full:
+                chunk[e] = self.train_step(state, X, Y, lr)
+            else:
+                order = None if orders is None else orders[e]
+                for start in range(0, n, batch_size):
+                    stop = min(start + batch_size, n)
+                    Xb, Yb = self._batch(state, X, Y, order, start, stop)
+                    loss = self.train_step(state, Xb, Yb, lr)
+                    chunk[e] += loss * ((stop - start) / n)
+            if (e + 1) % block == 0 or e + 1 == epochs:
+                got = numpy.asarray(self.to_numpy(chunk[done:e + 1]), dtype=numpy.float64)
+                bad = ~numpy.isfinite(got)
+                if bad.any():
+                    k = int(numpy.argmax(bad))
+                    losses[done:done + k + 1] = got[:k + 1]
+                    return losses
+                losses[done:e + 1] = got
+                done = e + 1
+        return losses
+
+    def _batch(self, state, X, Y, order, start, stop):
+        """Rows start:stop of (X, Y) in ``order``, gathered into reusable buffers."""
+        if order is None:
+            return X[start:stop], Y[start:stop]
+        buf = state.buffers(stop - start)
+        idx = order[start:stop]
+        self.xp.take(X, idx, axis=0, out=buf.Xb)
+        self.xp.take(Y, idx, axis=0, out=buf.Yb)
+        return buf.Xb, buf.Yb

@@ -1,0 +1,21 @@
+"""nnkit: fully connected networks trained by gradient descent on NumPy, Numba or CuPy.
+
+Importing nnkit imports neither numba nor cupy and compiles nothing.
+"""
+from . import datasets
+from .backends import BackendUnavailableError, available_backends
+from .config import get_backend, use_backend
+from .errors import TrainingDiverged
+from .gradcheck import gradcheck
+from .history import History
+from .io import load, save
+from .layers import Dense
+from .network import Network
+from .schedules import Constant, Exponential, InverseTime, Schedule, StepDecay
+
+__version__ = "0.1.0"
+
+__all__ = ["Network", "Dense", "History", "gradcheck", "use_backend", "get_backend",
+           "available_backends", "BackendUnavailableError", "TrainingDiverged", "save", "load",
+           "datasets", "Schedule", "Constant", "StepDecay",
+           "Exponential", "InverseTime", "__version__"]

@@ -1,0 +1,356 @@
+"""``Network``: layers + loss + dtype + seed on one backend, and the one training loop."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .backends import LOSSES, TrainState
+from .config import get_backend
+from .errors import TrainingDiverged
+from .history import History
+from .layers import Dense
+from .schedules import get_schedule
+from .validation import (as_host_2d, check_choice, check_dtype, check_positive_float,
+                         check_positive_int, check_same_rows)
+
+# Mini-batch sample orders are passed to the backend in blocks of at most this many ints.
+_MAX_ORDER_INTS = 1 << 22
+
+
+class Network:
+    """A fully connected network trained by gradient descent.
+
+    >>> net = Network([Dense(2, 2, "sigmoid"), Dense(2, 1, "linear")],
+    ...               loss="squared_error", dtype="float64", seed=0)
+
+    ``backend`` is a name, a Backend, or None for the current one (see
+    ``nnkit.use_backend`` and ``NNKIT_BACKEND``). Initial weights are drawn on
+    the host from ``numpy.random.default_rng(seed)``, so a seed gives the same
+    network on every backend.
+    """
+
+    def __init__(self, layers, loss="squared_error", dtype="float32", seed=0, backend=None):
+        layers = list(layers) if isinstance(layers, (list, tuple)) else None
+        if not layers or not all(isinstance(layer, Dense) for layer in layers):
+            raise TypeError("layers: expected a non-empty list of nnkit.Dense")
+        for i in range(1, len(layers)):
+            if layers[i].n_in != layers[i - 1].n_out:
+                raise ValueError(
+                    f"layers: layer {i} expects {layers[i].n_in} inputs but layer {i - 1} "
+                    f"gives {layers[i - 1].n_out} outputs")
+        self.layers = layers
+        self.loss = check_choice("loss", loss, LOSSES)
+        if loss == "binary_crossentropy" and layers[-1].activation != "sigmoid":
+            raise ValueError("loss: 'binary_crossentropy' needs a 'sigmoid' output layer, got "
+                             f"{layers[-1].activation!r}")
+        self.dtype = check_dtype(dtype)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+        self.seed = int(seed)
+        self.backend = get_backend(backend)
+        rng = np.random.default_rng(self.seed)
+        host = [layer.init_params(rng) for layer in layers]
+        self._shuffle_rng = np.random.default_rng([self.seed, 1])
+        acts = [layer.activation for layer in layers]
+        # binary_crossentropy works on logits: the kernels see a linear output layer
+        # and the sigmoid is applied by predict.
+        self._output_sigmoid = self.loss == "binary_crossentropy"
+        if self._output_sigmoid:
+            acts[-1] = "linear"
+        params = [(self.backend.asarray(W, self.dtype), self.backend.asarray(b, self.dtype))
+                  for W, b in host]
+        self._state = TrainState(self.backend, params, acts, self.loss)
+
+    # ------------------------------------------------------------- properties
+    @property
+    def n_inputs(self):
+        return self.layers[0].n_in
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1].n_out
+
+    @property
+    def sizes(self):
+        return [self.n_inputs] + [layer.n_out for layer in self.layers]
+
+    def __repr__(self):
+        return (f"Network({self.layers}, loss={self.loss!r}, dtype={self.dtype!r}, "
+                f"seed={self.seed}, backend={self.backend.name!r})")
+
+    # ------------------------------------------------------------- parameters
+    def get_params(self):
+        """``[(W, b), ...]`` as NumPy copies; W (n_in, n_out), b (n_out,)."""
+        return [(np.array(self.backend.to_numpy(W)), np.array(self.backend.to_numpy(b)))
+                for W, b in self._state.params]
+
+    def set_params(self, params):
+        """Copy ``[(W, b), ...]`` (same structure as ``get_params``) onto the backend."""
+        if not isinstance(params, (list, tuple)) or len(params) != len(self.layers):
+            raise ValueError(f"params: expected a list of {len(self.layers)} (W, b) pairs")
+        new = []
+        for i, (pair, layer) in enumerate(zip(params, self.layers)):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError(f"params[{i}]: expected a (W, b) pair")
+            W = self._param_array(f"params[{i}][0] (W)", pair[0], (layer.n_in, layer.n_out))
+            b = self._param_array(f"params[{i}][1] (b)", pair[1], (layer.n_out,))
+            new.append((W, b))
+        xp = self.backend.xp
+        for (W, b), (W_new, b_new) in zip(self._state.params, new):
+            xp.copyto(W, W_new)
+            xp.copyto(b, b_new)
+
+    def _param_array(self, arg, x, shape):
+        if not self.backend.is_own_array(x) and not isinstance(x, (np.ndarray, list, tuple)):
+            raise TypeError(f"{arg}: expected a NumPy array, got {type(x).__module__}."
+                            f"{type(x).__name__} (convert it with numpy.asarray first)")
+        host = x if self.backend.is_own_array(x) else np.asarray(x)
+        if host.dtype.kind not in "fiu":
+            raise TypeError(f"{arg}: expected a real floating-point array, got dtype {host.dtype}")
+        if tuple(host.shape) != shape:
+            raise ValueError(f"{arg}: expected shape {shape}, got {tuple(host.shape)}")
+        arr = self.backend.asarray(host, self.dtype)
+        if not bool(self.backend.xp.isfinite(arr).all()):
+            raise ValueError(f"{arg}: contains NaN or infinite values")
+        return arr
+
+    def _snapshot(self):
+        return [(W.copy(), b.copy()) for W, b in self._state.params]
+
+    def _restore(self, snapshot):
+        xp = self.backend.xp
+        for (W, b), (W0, b0) in zip(self._state.params, snapshot):
+            xp.copyto(W, W0)
+            xp.copyto(b, b0)
+
+    def _params_finite(self):
+        xp = self.backend.xp
+        return all(bool(xp.isfinite(W).all()) and bool(xp.isfinite(b).all())
+                   for W, b in self._state.params)
+
+    def to(self, backend):
+        """A copy of this network (same parameters) on another backend."""
+        other = Network(self.layers, loss=self.loss, dtype=self.dtype, seed=self.seed,
+                        backend=backend)
+        other.set_params(self.get_params())
+        return other
+
+    # ------------------------------------------------------------------- data
+    def _data(self, X, Y=None):
+        X = as_host_2d("X", X, self.n_inputs, self.backend, self.dtype)
+        if Y is None:
+            return X
+        Y = as_host_2d("Y", Y, self.n_outputs, self.backend, self.dtype,
+                       allow_1d_column=self.n_outputs == 1)
+        check_same_rows(X, Y)
+        return X, Y
+
+    # ------------------------------------------------------------- inference
+    def predict(self, X, as_numpy=True):
+        """Network output for X (n, n_inputs): shape (n, n_outputs), NumPy by default."""
+        X = self._data(X)
+        out = self._forward(X)
+        return self.backend.to_numpy(out) if as_numpy else out
+
+    def _forward(self, X):
+        be = self.backend
+        out = X
+        for (W, b), act in zip(self._state.params, self._state.activations):
+            out = be.dense_forward(out, W, b, act)
+        if self._output_sigmoid:
+            be.activation_forward(out, "sigmoid", out=out)
+        return out
+
+    def evaluate(self, X, Y):
+        """Mean loss on (X, Y) as a Python float."""
+        X, Y = self._data(X, Y)
+        return self._loss_on_backend(X, Y)
+
+    def _loss_on_backend(self, X, Y):
+        be = self.backend
+        out = X
+        for (W, b), act in zip(self._state.params, self._state.activations):
+            out = be.dense_forward(out, W, b, act)
+        return float(be.to_numpy(be.loss(out, Y, self.loss)))
+
+    def gradients(self, X, Y):
+        """``[(dW, db), ...]`` of the mean loss over (X, Y), as NumPy arrays."""
+        X, Y = self._data(X, Y)
+        self.backend.forward_backward(self._state, X, Y)
+        grads = self._state.buffers(X.shape[0]).grads
+        return [(np.array(self.backend.to_numpy(dW)), np.array(self.backend.to_numpy(db)))
+                for dW, db in grads]
+
+    # --------------------------------------------------------------- training
+    def fit(self, X, Y, epochs=100, lr=0.1, batch_size=None, shuffle=False, lr_schedule=None,
+            progress=None, validation_data=None, validation_split=None, callback=None,
+            patience=None, min_delta=0.0, restore_best=False, trace=None):
+        """Train by gradient descent; returns a ``History``.
+
+        batch_size: None = full batch, 1 = SGD, k = mini-batches of k (the last one
+        may be smaller; a batch_size larger than the data is clamped to full batch).
+        shuffle: reshuffle the samples every epoch (mini-batches only), drawn on
+        the host from the network's seed. lr_schedule: None, 'constant', 'step',
+        'exponential', 'inverse_time', a Schedule, or a callable epoch -> factor.
+        validation_data=(Xv, Yv) or validation_split=fraction adds val_loss.
+        callback(epoch, record) is called after each epoch with a dict of that
+        epoch's loss, lr (and val_loss). patience/min_delta stop early when the
+        monitored loss (val_loss if any, else loss) stops improving;
+        restore_best restores the best weights at the end either way.
+        trace=N prints every layer's values for the first N updates.
+        Raises TrainingDiverged (network keeps its last finite parameters).
+        """
+        epochs = check_positive_int("epochs", epochs)
+        lr = check_positive_float("lr", lr)
+        if batch_size is not None:
+            batch_size = check_positive_int("batch_size", batch_size)
+        schedule = get_schedule(lr_schedule)
+        if patience is not None:
+            patience = check_positive_int("patience", patience)
+        X, Y = self._data(X, Y)
+        val = None
+        if validation_split is not None:
+            if validation_data is not None:
+                raise ValueError("validation_split: give validation_data or validation_split, "
+                                 "not both")
+            X, Y, val = _split(X, Y, validation_split)
+        elif validation_data is not None:
+            if not isinstance(validation_data, (list, tuple)) or len(validation_data) != 2:
+                raise ValueError("validation_data: expected a pair (X_val, Y_val)")
+            val = self._data(*validation_data)
+        n = X.shape[0]
+        if batch_size is not None and batch_size >= n:
+            batch_size = None
+        lrs = schedule.rates(lr, epochs)
+        if not np.all(np.isfinite(lrs)) or np.any(lrs <= 0):
+            raise ValueError("lr_schedule: produced a non-positive or non-finite learning rate")
+        hist = History()
+        per_epoch = (val is not None or callback is not None or patience is not None
+                     or restore_best)
+        done = 0
+        if trace:
+            from .trace import run_traced
+            done = run_traced(self, X, Y, lrs, batch_size, check_positive_int("trace", trace),
+                              hist)
+        bar = _progress_bar(progress, epochs, initial=done)
+        best = (np.inf, None, None)  # (monitored loss, epoch, params)
+        wait = 0
+        chunk = _chunk_size(epochs, n, batch_size, per_epoch, bar is not None)
+        try:
+            while done < epochs:
+                k = min(chunk, epochs - done)
+                self._run_chunk(X, Y, lrs[done:done + k], batch_size, shuffle, hist, done)
+                done += k
+                if bar is not None:
+                    bar.update(k)
+                    bar.set_postfix(loss=f"{hist.loss[-1]:.4g}", lr=f"{hist.lr[-1]:.3g}")
+                if not per_epoch:
+                    continue
+                record = {"epoch": done - 1, "loss": hist.loss[-1], "lr": hist.lr[-1]}
+                if val is not None:
+                    record["val_loss"] = self._loss_on_backend(*val)
+                    hist.val_loss.append(record["val_loss"])
+                if callback is not None:
+                    callback(done - 1, record)
+                monitored = record.get("val_loss", record["loss"])
+                if monitored < best[0] - min_delta:
+                    best = (monitored, done - 1, self._snapshot() if restore_best else None)
+                    wait = 0
+                else:
+                    wait += 1
+                    if patience is not None and wait >= patience:
+                        hist.stopped_epoch = done - 1
+                        break
+        finally:
+            if bar is not None:
+                bar.close()
+        if restore_best and best[2] is not None:
+            self._restore(best[2])
+            hist.best_epoch = best[1]
+        return hist
+
+    def _run_chunk(self, X, Y, lrs, batch_size, shuffle, hist, start_epoch):
+        """Run len(lrs) epochs through the backend; on divergence keep the last finite params."""
+        n = X.shape[0]
+        orders = None
+        if batch_size is not None and shuffle:
+            orders = np.stack([self._shuffle_rng.permutation(n) for _ in range(len(lrs))])
+            orders = self.backend.asarray(orders)
+        snapshot = self._snapshot()
+        losses = self.backend.train_epochs(self._state, X, Y, lrs, batch_size, orders)
+        finite = np.isfinite(losses)
+        if finite.all() and self._params_finite():
+            hist.extend(losses, lrs)
+            return
+        # Slow path, only on divergence: replay the chunk step by step from the snapshot.
+        self._restore(snapshot)
+        bad = int(np.argmin(finite)) if not finite.all() else len(lrs) - 1
+        hist.extend(losses[:bad], lrs[:bad])
+        last = hist.loss[-1] if hist.loss else None
+        if bad > 0:
+            self.backend.train_epochs(self._state, X, Y, lrs[:bad], batch_size,
+                                      None if orders is None else orders[:bad])
+        self._replay_epoch_carefully(X, Y, float(lrs[bad]), batch_size,
+                                     None if orders is None else orders[bad])
+        raise TrainingDiverged(start_epoch + bad, last, hist)
+
+    def _replay_epoch_carefully(self, X, Y, lr, batch_size, order):
+        """Step through one epoch, stopping before the first non-finite loss or params."""
+        be = self.backend
+        n = X.shape[0]
+        bs = n if batch_size is None else batch_size
+        before = self._snapshot()
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            Xb, Yb = be._batch(self._state, X, Y, order, start, stop)
+            loss = float(be.to_numpy(be.train_step(self._state, Xb, Yb, lr)))
+            if not np.isfinite(loss) or not self._params_finite():
+                self._restore(before)
+                return
+            before = self._snapshot()
+
+
+def _split(X, Y, fraction):
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 < fraction < 1:
+        raise ValueError(f"validation_split: expected a fraction in (0, 1), got {fraction!r}")
+    n = X.shape[0]
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_split: {fraction} of {n} samples leaves no training "
+                         "or no validation data")
+    # The last n_val samples, like Keras: deterministic and backend-independent.
+    return X[:n - n_val], Y[:n - n_val], (X[n - n_val:], Y[n - n_val:])
+
+
+def _chunk_size(epochs, n, batch_size, per_epoch, progress):
+    if per_epoch:
+        return 1
+    chunk = epochs
+    if progress:
+        chunk = max(1, epochs // 100)
+    if batch_size is not None:
+        chunk = min(chunk, max(1, _MAX_ORDER_INTS // n))
+    return chunk
+
+
+def _progress_bar(progress, total, initial=0):
+    """A tqdm bar when asked (True), or when None and stdout is a terminal."""
+    import sys
+    if progress is None:
+        progress = sys.stdout.isatty() and total >= 1000
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, unit="epoch", leave=False)
+
+
+def timed(fn, *args, **kwargs):
+    """(result, seconds)."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0

@@ -1,0 +1,56 @@
+"""Trace of the first updates, laid out like the seed tutorial's worked example."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _fmt(name, a):
+    a = np.asarray(a, dtype=np.float64)
+    body = np.array2string(a, precision=3, suppress_small=True, separator=", ")
+    return f"    {name:<3}= {body}".replace("\n", "\n" + " " * 10)
+
+
+def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, out=None):
+    """Train update by update, printing Z, A, dA, dZ, dW, db and the new W, b of every
+    layer for the first ``n_updates`` updates; returns the number of whole epochs done."""
+    import sys
+    out = out or sys.stdout
+    be = net.backend
+    state = net._state
+    n = X.shape[0]
+    bs = n if batch_size is None else batch_size
+    update = 0
+    epoch = 0
+    while update < n_updates and epoch < len(lrs):
+        lr = float(lrs[epoch])
+        total = 0.0
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            Xb, Yb = X[start:stop], Y[start:stop]
+            loss = float(be.to_numpy(be.forward_backward(state, Xb, Yb)))
+            total += loss * ((stop - start) / n)
+            buf = state.buffers(stop - start)
+            if update < n_updates:
+                print(f"update {update + 1} (epoch {epoch}, lr {lr:g}): cost = {loss:.6g}",
+                      file=out)
+                inp = Xb
+                for i, (W, b) in enumerate(state.params):
+                    Z = be.to_numpy(inp) @ be.to_numpy(W) + be.to_numpy(b)
+                    print(f"  layer {i + 1} ({state.activations[i]})", file=out)
+                    for name, arr in (("Z", Z), ("A", be.to_numpy(buf.A[i])),
+                                      ("dA", be.to_numpy(buf.G[i])),
+                                      ("dZ", be.to_numpy(buf.dZ[i])),
+                                      ("dW", be.to_numpy(buf.grads[i][0])),
+                                      ("db", be.to_numpy(buf.grads[i][1]))):
+                        print(_fmt(name, arr), file=out)
+                    inp = buf.A[i]
+            be.sgd_update(state.params, buf.grads, lr)
+            if update < n_updates:
+                for i, (W, b) in enumerate(state.params):
+                    print(f"  new W{i + 1} = {np.array2string(be.to_numpy(W), precision=3)}"
+                          f"  new b{i + 1} = {np.array2string(be.to_numpy(b), precision=3)}",
+                          file=out)
+            update += 1
+        hist.extend([total], [lr])
+        epoch += 1
+    return epoch

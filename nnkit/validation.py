@@ -1,0 +1,79 @@
+"""Checks at the public boundary: once per call, never per step."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype):
+    """Normalise ``dtype`` to 'float32' or 'float64'."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
+    return name
+
+
+def check_choice(arg, value, choices):
+    if value not in choices:
+        raise ValueError(f"{arg}: expected one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_positive_int(arg, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{arg}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(arg, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{arg}: expected a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def as_host_2d(arg, x, n_cols, backend, dtype, allow_1d_column=False):
+    """Validate a data array and return it as a backend array of ``dtype``.
+
+    ``x`` may be a NumPy array (or nested list), or an array of ``backend``
+    (used without a host copy). Checks: numeric, 2-D (n, n_cols), not empty, finite.
+    """
+    if not backend.is_own_array(x) and not isinstance(x, (np.ndarray, list, tuple)) \
+            and not np.isscalar(x):
+        if hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__"):
+            raise TypeError(
+                f"{arg}: got a {type(x).__module__}.{type(x).__name__}, which the "
+                f"{backend.name!r} backend does not use directly; convert it first "
+                f"(e.g. numpy.asarray(x), or x.get() for a CuPy array)")
+        raise TypeError(f"{arg}: expected an array of numbers, got {type(x).__name__}")
+    xp = backend.xp if backend.is_own_array(x) else np
+    if not backend.is_own_array(x):
+        try:
+            x = np.asarray(x)
+        except ValueError as exc:  # ragged lists
+            raise ValueError(f"{arg}: expected a rectangular array of numbers ({exc})") from None
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{arg}: expected numbers, got an array of dtype {x.dtype}")
+    if x.ndim == 1 and allow_1d_column:
+        x = x.reshape(-1, 1)
+    expected = f"(n_samples, {n_cols})"
+    if x.ndim != 2:
+        raise ValueError(f"{arg}: expected a 2-D array of shape {expected}, got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{arg}: expected at least one sample, got shape {x.shape}")
+    if x.shape[1] != n_cols:
+        raise ValueError(f"{arg}: expected shape {expected}, got {x.shape}")
+    if x.dtype.kind == "f" and not bool(xp.isfinite(x).all()):
+        raise ValueError(f"{arg}: contains NaN or infinite values")
+    return backend.asarray(x, dtype=dtype)
+
+
+def check_same_rows(X, Y):
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"Y: expected {X.shape[0]} samples to match X, got {Y.shape[0]}")
