@@ -1,0 +1,163 @@
+"""The Numba backend: JIT-compiled loops where BLAS call overhead dominates.
+
+Small layers (the OR gate, 64-64-10) run hand-written loops: one compiled call per
+training step, or per block of epochs. Large layers fall back to the inherited
+NumPy/BLAS path, which is already at the BLAS roofline; the switch is per network
+by weight count (``LOOP_MAX_WEIGHTS``, chosen by benchmark). Nothing compiles at
+import: the kernels module is imported, and each kernel compiled (or loaded from
+numba's on-disk cache), on first use.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import BackendUnavailableError
+from .base import Backend
+
+_ACT = {"linear": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+_LOSS = {"squared_error": 0, "mse": 1, "binary_crossentropy": 2}
+
+# Above this many weights in the largest layer the loops lose to BLAS (benchmarks/).
+LOOP_MAX_WEIGHTS = 1 << 14
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+
+    @classmethod
+    def check(cls):
+        try:
+            import numba  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"the numba backend needs the 'numba' package ({exc}); install it with "
+                "`pip install numba` (nnkit requires it, so `pip install nnkit` brings it). "
+                "Selected by NNKIT_BACKEND=numba or backend='numba'.") from exc
+
+    def __init__(self):
+        super().__init__()
+        self._k = None
+
+    @property
+    def k(self):
+        """The kernels module, imported on first use (defines, does not compile)."""
+        if self._k is None:
+            from . import _numba_kernels
+            self._k = _numba_kernels
+        return self._k
+
+    def versions(self):
+        import numba
+        return {"numba": numba.__version__, "numpy": np.__version__}
+
+    def info_lines(self):
+        from numba.core.config import CACHE_DIR
+        where = CACHE_DIR or os.path.join(os.path.dirname(__file__), "__pycache__")
+        ok = os.access(where if os.path.isdir(where) else os.path.dirname(where), os.W_OK)
+        return [f"cache dir {where} ({'writable' if ok else 'NOT writable'}; "
+                "set NUMBA_CACHE_DIR to change)"]
+
+    @staticmethod
+    def _loops(*weights):
+        return max(w.size for w in weights) <= LOOP_MAX_WEIGHTS
+
+    # ------------------------------------------------------------- primitives
+    def activation_forward(self, Z, activation, out=None):
+        if out is None:
+            out = np.empty_like(Z)
+        self.k.activation_forward(Z, _act(activation), out, Z.shape[0])
+        return out
+
+    def dense_forward(self, X, W, b, activation, out=None):
+        if not self._loops(W) or not X.flags.c_contiguous:
+            return super().dense_forward(X, W, b, activation, out)
+        if out is None:
+            out = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
+        self.k.dense_forward(X, W, b, _act(activation), out, X.shape[0])
+        return out
+
+    def activation_backward(self, dA, A, activation, out=None):
+        if out is None:
+            out = np.empty_like(A)
+        self.k.activation_backward(dA, A, _act(activation), out, A.shape[0])
+        return out
+
+    def dense_backward(self, dZ, X, W, need_dX=True, dW=None, db=None, dX=None):
+        if not self._loops(W) or not X.flags.c_contiguous:
+            return super().dense_backward(dZ, X, W, need_dX, dW, db, dX)
+        dW = np.empty_like(W) if dW is None else dW
+        db = np.empty(W.shape[1], dtype=W.dtype) if db is None else db
+        self.k.dense_backward_params(dZ, X, X.shape[0], dW, db)
+        if need_dX:
+            dX = np.empty_like(X) if dX is None else dX
+            self.k.dense_backward_input(dZ, W, dX, X.shape[0])
+        else:
+            dX = None
+        return dW, db, dX
+
+    def loss(self, Yhat, Y, kind, out=None):
+        return np.float64(self.k.loss_value(Yhat, Y, _loss(kind), Yhat.shape[0]))
+
+    def loss_grad(self, Yhat, Y, kind, out=None):
+        if out is None:
+            out = np.empty_like(Yhat)
+        self.k.loss_grad(Yhat, Y, _loss(kind), out, Yhat.shape[0])
+        return out
+
+    def sgd_update(self, params, grads, lr):
+        for (W, b), (dW, db) in zip(params, grads):
+            self.k.sgd_update(W, dW, lr)
+            self.k.sgd_update(b, db, lr)
+
+    # ------------------------------------------------------------------ fused
+    def _fused_args(self, state, buf):
+        Ws = tuple(W for W, _ in state.params)
+        bs = tuple(b for _, b in state.params)
+        acts = np.array([_ACT[a] for a in state.activations], dtype=np.int64)
+        return (Ws, bs, acts, _LOSS[state.loss])
+
+    def _fused_ok(self, state, X):
+        return self._loops(*(W for W, _ in state.params)) and X.flags.c_contiguous
+
+    def train_step(self, state, X, Y, lr):
+        if not self._fused_ok(state, X):
+            return super().train_step(state, X, Y, lr)
+        buf = state.buffers(X.shape[0])
+        Ws, bs, acts, loss = self._fused_args(state, buf)
+        return np.float64(self.k.train_step(
+            X, Y, X.shape[0], Ws, bs, acts, loss, float(lr), tuple(buf.A), tuple(buf.G),
+            tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads)))
+
+    def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
+        if not self._fused_ok(state, X):
+            return super().train_epochs(state, X, Y, lrs, batch_size, orders)
+        n = X.shape[0]
+        bsz = n if batch_size is None or batch_size >= n else int(batch_size)
+        buf = state.buffers(bsz)
+        Ws, bs, acts, loss = self._fused_args(state, buf)
+        use_order = orders is not None and bsz < n
+        orders = (np.ascontiguousarray(orders, dtype=np.int64) if use_order
+                  else np.empty((0, 0), dtype=np.int64))
+        lrs = np.ascontiguousarray(lrs, dtype=np.float64)
+        losses = np.full(len(lrs), np.nan)
+        self.k.train_epochs(X, Y, Ws, bs, acts, loss, lrs, bsz, orders, use_order,
+                            buf.Xb, buf.Yb, tuple(buf.A), tuple(buf.G),
+                            tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads),
+                            losses)
+        return losses
+
+
+def _act(name):
+    try:
+        return _ACT[name]
+    except KeyError:
+        raise ValueError(f"activation: expected one of {tuple(_ACT)}, got {name!r}") from None
+
+
+def _loss(name):
+    try:
+        return _LOSS[name]
+    except KeyError:
+        raise ValueError(f"loss: expected one of {tuple(_LOSS)}, got {name!r}") from None
