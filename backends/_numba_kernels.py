@@ -24,7 +24,7 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def activation_forward(Z, act, out, nb):
     """out[:nb] = act(Z[:nb]); out may be Z."""
     m = Z.shape[1]
@@ -41,7 +41,7 @@ def activation_forward(Z, act, out, nb):
                 out[i, j] = z
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dense_forward(X, W, b, act, out, nb):
     """out[:nb] = act(X[:nb] @ W + b); X (n, i), W (i, o), b (o,)."""
     n_in, n_out = W.shape
@@ -57,7 +57,7 @@ def dense_forward(X, W, b, act, out, nb):
     activation_forward(out, act, out, nb)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def activation_backward(dA, A, act, out, nb):
     """out[:nb] = dA * act'(A), the derivative from the output A; out may be dA."""
     m = A.shape[1]
@@ -74,12 +74,15 @@ def activation_backward(dA, A, act, out, nb):
                 out[i, j] = dA[i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dense_backward_params(dZ, X, nb, dW, db):
     """dW = X[:nb]^T dZ[:nb], db = column sums of dZ[:nb]."""
     n_in, n_out = dW.shape
-    dW[:, :] = 0.0
-    db[:] = 0.0
+    for k in range(n_in):
+        for j in range(n_out):
+            dW[k, j] = 0.0
+    for j in range(n_out):
+        db[j] = 0.0
     for i in range(nb):
         for k in range(n_in):
             x = X[i, k]
@@ -89,7 +92,7 @@ def dense_backward_params(dZ, X, nb, dW, db):
             db[j] += dZ[i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dense_backward_input(dZ, W, dX, nb):
     """dX[:nb] = dZ[:nb] @ W^T."""
     n_in, n_out = W.shape
@@ -101,7 +104,7 @@ def dense_backward_input(dZ, W, dX, nb):
             dX[i, k] = s
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def loss_value(Yhat, Y, kind, nb):
     """Mean over the nb rows of the per-sample loss summed over outputs (float64)."""
     m = Yhat.shape[1]
@@ -119,7 +122,7 @@ def loss_value(Yhat, Y, kind, nb):
     return total / nb
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def loss_grad(Yhat, Y, kind, out, nb):
     """out[:nb] = d loss / d Yhat (for BCE: d loss / d logits)."""
     m = Yhat.shape[1]
@@ -133,16 +136,22 @@ def loss_grad(Yhat, Y, kind, out, nb):
                 out[i, j] = (Yhat[i, j] - Y[i, j]) / nb
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sgd_update(P, dP, lr):
-    """P -= lr * dP, elementwise over any contiguous shape."""
-    p = P.reshape(-1)
-    g = dP.reshape(-1)
-    for k in range(p.size):
-        p[k] -= lr * g[k]
+    """P -= lr * dP for a 2-D P."""
+    for k in range(P.shape[0]):
+        for j in range(P.shape[1]):
+            P[k, j] -= lr * dP[k, j]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def sgd_update_1d(p, g, lr):
+    """p -= lr * g for a 1-D p."""
+    for j in range(p.shape[0]):
+        p[j] -= lr * g[j]
+
+
+@njit(cache=True, inline="always")
 def train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs):
     """One fused step on rows :nb of (X, Y): forward, loss, backward, update.
 
@@ -163,7 +172,7 @@ def train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs):
             dense_backward_input(Gs[l], Ws[l], Gs[l - 1], nb)
     for l in range(L):
         sgd_update(Ws[l], dWs[l], lr)
-        sgd_update(bs[l], dbs[l], lr)
+        sgd_update_1d(bs[l], dbs[l], lr)
     return loss
 
 

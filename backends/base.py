@@ -88,6 +88,14 @@ class Backend:
         """A short description of where this backend computes."""
         return "cpu"
 
+    def synchronize(self):
+        """Wait until queued device work is done (a no-op on CPU backends).
+        Benchmarks call it before reading a clock."""
+
+    def versions(self):
+        """Package versions this backend runs on, for ``nnkit info``."""
+        return {"numpy": numpy.__version__}
+
     # ------------------------------------------------------------ activations
     def activation_forward(self, Z, activation, out=None):
         """``act(Z)``, elementwise; ``out`` may be ``Z`` itself."""

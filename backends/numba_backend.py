@@ -1,11 +1,12 @@
 """The Numba backend: JIT-compiled loops where BLAS call overhead dominates.
 
-Small layers (the OR gate, 64-64-10) run hand-written loops: one compiled call per
-training step, or per block of epochs. Large layers fall back to the inherited
-NumPy/BLAS path, which is already at the BLAS roofline; the switch is per network
-by weight count (``LOOP_MAX_WEIGHTS``, chosen by benchmark). Nothing compiles at
-import: the kernels module is imported, and each kernel compiled (or loaded from
-numba's on-disk cache), on first use.
+Tiny networks (the OR gate, XOR) run hand-written loops: one compiled call per
+training step, or per block of epochs. Larger work falls back to the inherited
+NumPy/BLAS path, which is already at the BLAS roofline; the switch is by work per call: rows x weights (``LOOP_MAX_WORK``) for the fused step and
+matmuls, elements for elementwise kernels (``LOOP_MAX_ELEMENTS``), both chosen with
+``nnkit bench``. (This llvmlite has no SVML, so loops over exp/tanh do not
+vectorise; NumPy's ufuncs do.) Nothing compiles at import: the kernels module is
+imported, and each kernel compiled (or loaded from numba's on-disk cache), on first use.
 """
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from .base import Backend
 _ACT = {"linear": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
 _LOSS = {"squared_error": 0, "mse": 1, "binary_crossentropy": 2}
 
-# Above this many weights in the largest layer the loops lose to BLAS (benchmarks/).
-LOOP_MAX_WEIGHTS = 1 << 14
+# Above this many (rows x weights) per call the loops lose to BLAS + NumPy ufuncs
+# (measured with `nnkit bench`: digits 64-64-10 at batch 256 is 3.6x slower in loops).
+LOOP_MAX_WORK = 1 << 16
+LOOP_MAX_ELEMENTS = 1 << 10
 
 
 class NumbaBackend(Backend):
@@ -60,18 +63,27 @@ class NumbaBackend(Backend):
                 "set NUMBA_CACHE_DIR to change)"]
 
     @staticmethod
-    def _loops(*weights):
-        return max(w.size for w in weights) <= LOOP_MAX_WEIGHTS
+    def _loops(rows, *arrays):
+        """True where hand-written loops beat BLAS/ufunc calls for this much work."""
+        return rows * sum(a.size for a in arrays) <= LOOP_MAX_WORK and all(
+            a.flags.c_contiguous for a in arrays)
+
+    @staticmethod
+    def _elementwise_loops(*arrays):
+        return sum(a.size for a in arrays) <= LOOP_MAX_ELEMENTS and all(
+            a.flags.c_contiguous for a in arrays)
 
     # ------------------------------------------------------------- primitives
     def activation_forward(self, Z, activation, out=None):
+        if not self._elementwise_loops(Z):
+            return super().activation_forward(Z, activation, out)
         if out is None:
             out = np.empty_like(Z)
         self.k.activation_forward(Z, _act(activation), out, Z.shape[0])
         return out
 
     def dense_forward(self, X, W, b, activation, out=None):
-        if not self._loops(W) or not X.flags.c_contiguous:
+        if not self._loops(X.shape[0], W, X):
             return super().dense_forward(X, W, b, activation, out)
         if out is None:
             out = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
@@ -79,13 +91,15 @@ class NumbaBackend(Backend):
         return out
 
     def activation_backward(self, dA, A, activation, out=None):
+        if not self._elementwise_loops(A, dA):
+            return super().activation_backward(dA, A, activation, out)
         if out is None:
             out = np.empty_like(A)
         self.k.activation_backward(dA, A, _act(activation), out, A.shape[0])
         return out
 
     def dense_backward(self, dZ, X, W, need_dX=True, dW=None, db=None, dX=None):
-        if not self._loops(W) or not X.flags.c_contiguous:
+        if not self._loops(X.shape[0], W, X, dZ):
             return super().dense_backward(dZ, X, W, need_dX, dW, db, dX)
         dW = np.empty_like(W) if dW is None else dW
         db = np.empty(W.shape[1], dtype=W.dtype) if db is None else db
@@ -98,18 +112,24 @@ class NumbaBackend(Backend):
         return dW, db, dX
 
     def loss(self, Yhat, Y, kind, out=None):
+        if not self._elementwise_loops(Yhat, Y):
+            return super().loss(Yhat, Y, kind, out)
         return np.float64(self.k.loss_value(Yhat, Y, _loss(kind), Yhat.shape[0]))
 
     def loss_grad(self, Yhat, Y, kind, out=None):
+        if not self._elementwise_loops(Yhat, Y):
+            return super().loss_grad(Yhat, Y, kind, out)
         if out is None:
             out = np.empty_like(Yhat)
         self.k.loss_grad(Yhat, Y, _loss(kind), out, Yhat.shape[0])
         return out
 
     def sgd_update(self, params, grads, lr):
+        if not self._elementwise_loops(*(W for W, _ in params)):
+            return super().sgd_update(params, grads, lr)
         for (W, b), (dW, db) in zip(params, grads):
             self.k.sgd_update(W, dW, lr)
-            self.k.sgd_update(b, db, lr)
+            self.k.sgd_update_1d(b, db, lr)
 
     # ------------------------------------------------------------------ fused
     def _fused_args(self, state, buf):
@@ -118,11 +138,11 @@ class NumbaBackend(Backend):
         acts = np.array([_ACT[a] for a in state.activations], dtype=np.int64)
         return (Ws, bs, acts, _LOSS[state.loss])
 
-    def _fused_ok(self, state, X):
-        return self._loops(*(W for W, _ in state.params)) and X.flags.c_contiguous
+    def _fused_ok(self, state, X, rows):
+        return X.flags.c_contiguous and self._loops(rows, *(W for W, _ in state.params))
 
     def train_step(self, state, X, Y, lr):
-        if not self._fused_ok(state, X):
+        if not self._fused_ok(state, X, X.shape[0]):
             return super().train_step(state, X, Y, lr)
         buf = state.buffers(X.shape[0])
         Ws, bs, acts, loss = self._fused_args(state, buf)
@@ -131,10 +151,10 @@ class NumbaBackend(Backend):
             tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads)))
 
     def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
-        if not self._fused_ok(state, X):
-            return super().train_epochs(state, X, Y, lrs, batch_size, orders)
         n = X.shape[0]
         bsz = n if batch_size is None or batch_size >= n else int(batch_size)
+        if not self._fused_ok(state, X, bsz):
+            return super().train_epochs(state, X, Y, lrs, batch_size, orders)
         buf = state.buffers(bsz)
         Ws, bs, acts, loss = self._fused_args(state, buf)
         use_order = orders is not None and bsz < n

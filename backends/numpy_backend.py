@@ -4,7 +4,3 @@ from .base import Backend
 
 class NumpyBackend(Backend):
     name = "numpy"
-
-    def versions(self):
-        import numpy
-        return {"numpy": numpy.__version__}

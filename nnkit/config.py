@@ -30,7 +30,7 @@ def resolve_auto():
             if skipped:
                 reason += " (" + "; ".join(skipped) + ")"
             return name, reason
-        skipped.append(f"{name}: {why.splitlines()[0] if why else 'unusable'}")
+        skipped.append(f"{name}: {why.split(';')[0] if why else 'unusable'}")
     raise AssertionError("the numpy backend is always usable")
 
 
