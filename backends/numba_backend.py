@@ -133,10 +133,16 @@ class NumbaBackend(Backend):
 
     # ------------------------------------------------------------------ fused
     def _fused_args(self, state, buf):
-        Ws = tuple(W for W, _ in state.params)
-        bs = tuple(b for _, b in state.params)
-        acts = np.array([_ACT[a] for a in state.activations], dtype=np.int64)
-        return (Ws, bs, acts, _LOSS[state.loss])
+        """Kernel arguments of a state's arrays, built once per buffer set (the
+        arrays are updated in place, so the tuples stay valid)."""
+        args = getattr(buf, "numba_args", None)
+        if args is None:
+            args = buf.numba_args = (
+                tuple(W for W, _ in state.params), tuple(b for _, b in state.params),
+                np.array([_ACT[a] for a in state.activations], dtype=np.int64),
+                _LOSS[state.loss], tuple(buf.A), tuple(buf.G),
+                tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads))
+        return args
 
     def _fused_ok(self, state, X, rows):
         return X.flags.c_contiguous and self._loops(rows, *(W for W, _ in state.params))
@@ -144,11 +150,10 @@ class NumbaBackend(Backend):
     def train_step(self, state, X, Y, lr):
         if not self._fused_ok(state, X, X.shape[0]):
             return super().train_step(state, X, Y, lr)
-        buf = state.buffers(X.shape[0])
-        Ws, bs, acts, loss = self._fused_args(state, buf)
-        return np.float64(self.k.train_step(
-            X, Y, X.shape[0], Ws, bs, acts, loss, float(lr), tuple(buf.A), tuple(buf.G),
-            tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads)))
+        Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state,
+                                                                state.buffers(X.shape[0]))
+        return np.float64(self.k.train_step(X, Y, X.shape[0], Ws, bs, acts, loss, float(lr),
+                                            As, Gs, dWs, dbs))
 
     def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
         n = X.shape[0]
@@ -156,16 +161,14 @@ class NumbaBackend(Backend):
         if not self._fused_ok(state, X, bsz):
             return super().train_epochs(state, X, Y, lrs, batch_size, orders)
         buf = state.buffers(bsz)
-        Ws, bs, acts, loss = self._fused_args(state, buf)
+        Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state, buf)
         use_order = orders is not None and bsz < n
         orders = (np.ascontiguousarray(orders, dtype=np.int64) if use_order
                   else np.empty((0, 0), dtype=np.int64))
         lrs = np.ascontiguousarray(lrs, dtype=np.float64)
         losses = np.full(len(lrs), np.nan)
         self.k.train_epochs(X, Y, Ws, bs, acts, loss, lrs, bsz, orders, use_order,
-                            buf.Xb, buf.Yb, tuple(buf.A), tuple(buf.G),
-                            tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads),
-                            losses)
+                            buf.Xb, buf.Yb, As, Gs, dWs, dbs, losses)
         return losses
 
 

@@ -1,0 +1,3 @@
+"""The benchmark workloads: defined once in ``nnkit.workloads`` (so the installed
+``nnkit bench`` has them) and shared here with the pytest-benchmark suites."""
+from nnkit.workloads import QUICK, WORKLOADS, Workload  # noqa: F401
