@@ -296,3 +296,82 @@ class Backend:
         self.xp.take(X, idx, axis=0, out=buf.Xb)
         self.xp.take(Y, idx, axis=0, out=buf.Yb)
         return buf.Xb, buf.Yb
+
+    # ------------------------------------------------------------------ sweeps
+    def train_many(self, params, activations, loss, X, Y, lrs, batch_size=None, orders=None):
+        """Train C independent networks of one architecture together.
+
+        params: list of (W (C, i, o), b (C, o)) backend arrays, updated in place.
+        lrs: (C, epochs) host rates. orders: None or (C, epochs, n) host sample orders.
+        A configuration whose batch loss is not finite is frozen before that update.
+        Returns (losses (C, epochs) NumPy float64, NaN after divergence;
+        diverged_epoch (C,) NumPy int, -1 where it never diverged).
+        """
+        xp = self.xp
+        C, epochs = lrs.shape
+        n = X.shape[0]
+        bs = n if batch_size is None or batch_size >= n else batch_size
+        dtype = params[0][0].dtype
+        losses = xp.zeros((C, epochs), dtype=numpy.float64)
+        active = xp.ones(C, dtype=bool)
+        diverged = xp.full(C, -1, dtype=numpy.int64)
+        lr_dev = self.asarray(lrs, dtype=dtype)
+        order_dev = None if orders is None else self.asarray(orders)
+        for e in range(epochs):
+            for start in range(0, n, bs):
+                stop = min(start + bs, n)
+                if order_dev is None:
+                    Xb, Yb = X[start:stop], Y[start:stop]
+                else:
+                    idx = order_dev[:, e, start:stop]
+                    Xb, Yb = X[idx], Y[idx]
+                with numpy.errstate(over="ignore", invalid="ignore"):  # divergence is expected
+                    batch_loss, grads = self._many_forward_backward(params, activations,
+                                                                    loss, Xb, Yb)
+                losses[:, e] += batch_loss * ((stop - start) / n)
+                ok = active & xp.isfinite(batch_loss)
+                diverged = xp.where(active & ~ok, e, diverged)
+                active = ok
+                step = xp.where(ok, lr_dev[:, e], 0)
+                for (W, b), (dW, db) in zip(params, grads):
+                    dW *= step[:, None, None]
+                    db *= step[:, None]
+                    # 0 * NaN is NaN: keep frozen configurations exactly as they were.
+                    W -= xp.where(ok[:, None, None], dW, 0)
+                    b -= xp.where(ok[:, None], db, 0)
+            losses[:, e] = xp.where(diverged >= 0, xp.where(diverged == e, losses[:, e],
+                                                             numpy.nan), losses[:, e])
+        return (numpy.asarray(self.to_numpy(losses), dtype=numpy.float64),
+                numpy.asarray(self.to_numpy(diverged)))
+
+    def _many_forward_backward(self, params, activations, loss, X, Y):
+        """Per-configuration losses (C,) and gradients for stacked parameters.
+        X is (nb, i) shared by all configurations, or (C, nb, i)."""
+        xp = self.xp
+        inputs = [X]
+        for (W, b), act in zip(params, activations):
+            Z = xp.matmul(inputs[-1], W)
+            Z += b[:, None, :]
+            inputs.append(self.activation_forward(Z, act, out=Z))
+        out = inputs[-1]
+        nb = out.shape[-2]
+        if loss == "binary_crossentropy":
+            value = (xp.sum(xp.maximum(out, 0) + xp.log1p(xp.exp(-xp.abs(out))) - Y * out,
+                            axis=(-2, -1)) / nb)
+            G = self.activation_forward(out, "sigmoid")
+            G -= Y
+            G /= nb
+        else:
+            d = out - Y
+            total = xp.sum(d * d, axis=(-2, -1))
+            value = total / (2 * nb) if loss == "squared_error" else total / nb
+            G = d / nb if loss == "squared_error" else d * (2.0 / nb)
+        grads = [None] * len(params)
+        for i in range(len(params) - 1, -1, -1):
+            dZ = self.activation_backward(G, inputs[i + 1], activations[i])
+            prev = inputs[i]
+            dW = xp.matmul(xp.swapaxes(prev, -1, -2), dZ)
+            grads[i] = (dW, xp.sum(dZ, axis=-2))
+            if i:
+                G = xp.matmul(dZ, xp.swapaxes(params[i][0], -1, -2))
+        return value, grads

@@ -66,12 +66,12 @@ class NumbaBackend(Backend):
     def _loops(rows, *arrays):
         """True where hand-written loops beat BLAS/ufunc calls for this much work."""
         return rows * sum(a.size for a in arrays) <= LOOP_MAX_WORK and all(
-            a.flags.c_contiguous for a in arrays)
+            a.flags.c_contiguous and a.ndim <= 2 for a in arrays)
 
     @staticmethod
     def _elementwise_loops(*arrays):
         return sum(a.size for a in arrays) <= LOOP_MAX_ELEMENTS and all(
-            a.flags.c_contiguous for a in arrays)
+            a.flags.c_contiguous and a.ndim <= 2 for a in arrays)
 
     # ------------------------------------------------------------- primitives
     def activation_forward(self, Z, activation, out=None):

@@ -12,10 +12,12 @@ from .io import load, save
 from .layers import Dense
 from .network import Network
 from .schedules import Constant, Exponential, InverseTime, Schedule, StepDecay
+from .sweep import SweepResult, sweep
 
 __version__ = "0.1.0"
 
 __all__ = ["Network", "Dense", "History", "gradcheck", "use_backend", "get_backend",
            "available_backends", "BackendUnavailableError", "TrainingDiverged", "save", "load",
+           "sweep", "SweepResult",
            "datasets", "Schedule", "Constant", "StepDecay",
            "Exponential", "InverseTime", "__version__"]

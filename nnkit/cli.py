@@ -128,6 +128,47 @@ def cmd_gradcheck(args):
     return 0 if worst < 1e-6 else 1
 
 
+def _lr_range(text):
+    """'0.01:50:64' -> 64 log-spaced rates; '0.1,1,5' -> those rates."""
+    try:
+        if ":" in text:
+            lo, hi, k = text.split(":")
+            return list(np.geomspace(float(lo), float(hi), int(k)))
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO:HI:COUNT or a comma list, got {text!r}") \
+            from None
+
+
+def cmd_sweep(args):
+    import json
+
+    from .sweep import sweep
+    X, Y = _dataset(args)
+    net = _build(args)
+    t0 = time.perf_counter()
+    res = sweep(net, X, Y, lr=args.lr, seed=list(range(args.seeds)), epochs=args.epochs,
+                batch_size=args.batch_size, shuffle=args.batch_size is not None)
+    dt = time.perf_counter() - t0
+    n = len(res.configs)
+    print(f"backend: {net.backend.name}; {n} configurations x {args.epochs} epochs in "
+          f"{dt:.2f} s ({n * args.epochs / dt / 1e6:.3g} M net-epochs/s); "
+          f"{int(res.diverged.sum())} diverged")
+    for rank, i in enumerate(res.best(min(args.top, n))):
+        c = res.configs[i]
+        print(f"  #{rank + 1}: lr {c['lr']:.4g}  seed {c['seed']}  final loss "
+              f"{res.final_loss[i]:.4g}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"configs": res.configs, "final_loss": res.final_loss.tolist(),
+                       "diverged_epoch": res.diverged_epoch.tolist()}, fh, indent=1)
+    if args.plot:
+        from .plot import lr_comparison
+        lr_comparison(res).savefig(args.plot, dpi=100)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nnkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,11 +192,23 @@ def main(argv=None):
     p = sub.add_parser("gradcheck", help="compare gradients with finite differences")
     _add_model_args(p, default_layers="2,2,1")
 
+    p = sub.add_parser("sweep", help="train many learning rates x seeds in one call")
+    _add_model_args(p, default_layers="2,2,1")
+    p.add_argument("--lr", type=_lr_range, default=_lr_range("0.01:50:64"),
+                   help="LO:HI:COUNT log-spaced, or a comma list (default: 0.01:50:64)")
+    p.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 (default: 4)")
+    p.add_argument("--epochs", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--top", type=int, default=5, help="how many best configurations to print")
+    p.add_argument("--json", default=None)
+    p.add_argument("--plot", default=None, help="write the learning-rate picture (PNG)")
+
     from .bench import add_bench_parser
     add_bench_parser(sub)
 
     args = parser.parse_args(argv)
-    handler = {"info": cmd_info, "train": cmd_train, "gradcheck": cmd_gradcheck}.get(
+    handler = {"info": cmd_info, "train": cmd_train, "gradcheck": cmd_gradcheck,
+               "sweep": cmd_sweep}.get(
         args.command) or args.handler
     try:
         return handler(args)

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+import nnkit
+
+
+def template(backend, dtype="float64"):
+    return nnkit.Network([nnkit.Dense(2, 2, "sigmoid"), nnkit.Dense(2, 1, "sigmoid")],
+                         loss="squared_error", dtype=dtype, seed=0, backend=backend)
+
+
+def separate_fit(cfg, X, Y, epochs, **kw):
+    net = nnkit.Network([nnkit.Dense(2, 2, "sigmoid"), nnkit.Dense(2, 1, "sigmoid")],
+                        loss="squared_error", dtype="float64", seed=cfg["seed"],
+                        backend="numpy")
+    try:
+        hist = net.fit(X, Y, epochs=epochs, lr=cfg["lr"], **kw)
+        return np.array(hist.loss), -1, net.get_params()
+    except nnkit.TrainingDiverged as exc:
+        return np.array(exc.history.loss), exc.epoch, net.get_params()
+
+
+@pytest.mark.parametrize("kw", [{}, {"batch_size": 3, "shuffle": True},
+                                {"lr_schedule": nnkit.InverseTime(0.01)}],
+                         ids=["batch", "minibatch", "schedule"])
+def test_every_configuration_equals_a_separate_fit(backend, kw):
+    X, Y = nnkit.datasets.xor_gate()
+    res = nnkit.sweep(template(backend), X, Y, lr=[0.1, 2.0, 5.0], seed=[0, 1], epochs=150,
+                      **kw)
+    assert res.loss.shape == (6, 150) and len(res.configs) == 6
+    assert {(c["lr"], c["seed"]) for c in res.configs} == \
+        {(a, s) for a in (0.1, 2.0, 5.0) for s in (0, 1)}
+    for i, cfg in enumerate(res.configs):
+        loss, div, params = separate_fit(cfg, X, Y, 150, **kw)
+        assert res.diverged_epoch[i] == div == -1
+        np.testing.assert_allclose(res.loss[i], loss, rtol=1e-9)
+        for (W, b), (rW, rb) in zip(res.params[i], params):
+            np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-13)
+            np.testing.assert_allclose(b, rb, rtol=1e-9, atol=1e-13)
+
+
+def test_diverging_configurations_stop_alone(backend):
+    X, Y = nnkit.datasets.or_gate()
+    net = nnkit.Network([nnkit.Dense(2, 4, "relu"), nnkit.Dense(4, 1, "linear")],
+                        dtype="float64", seed=0, backend=backend)
+    res = nnkit.sweep(net, X, Y * 1e3, lr=[1e-4, 50.0], seed=[0], epochs=300)
+    assert res.diverged_epoch[0] == -1 and res.diverged_epoch[1] > 0
+    ref = nnkit.Network(net.layers, dtype="float64", seed=0)
+    with pytest.raises(nnkit.TrainingDiverged) as info:
+        ref.fit(X, Y * 1e3, epochs=300, lr=50.0)
+    e = info.value.epoch
+    assert res.diverged_epoch[1] == e
+    np.testing.assert_allclose(res.loss[1, :e], info.value.history.loss, rtol=1e-9)
+    assert np.isnan(res.loss[1, e + 1:]).all()
+    assert np.isfinite(res.loss[0]).all()
+    assert all(np.isfinite(W).all() for W, _ in res.params[1])
+    assert res.best() == 0 and res.final_loss[1] == np.inf
+
+
+def test_chunking_gives_identical_results(backend):
+    X, Y = nnkit.datasets.or_gate()
+    lrs = np.geomspace(0.01, 20, 7)
+    full = nnkit.sweep(template(backend), X, Y, lr=lrs, seed=[3, 4], epochs=60)
+    parts = nnkit.sweep(template(backend), X, Y, lr=lrs, seed=[3, 4], epochs=60, chunk_size=3)
+    assert np.array_equal(full.loss, parts.loss)
+    assert all(np.array_equal(a[0][0], b[0][0]) for a, b in zip(full.params, parts.params))
+
+
+def test_result_network_and_best(backend):
+    X, Y = nnkit.datasets.or_gate()
+    res = nnkit.sweep(template(backend), X, Y, lr=[0.01, 1.0, 10.0], epochs=500)
+    best = res.best()
+    assert res.configs[best]["lr"] != 0.01  # too small a rate crawls (seed 001)
+    assert res.best(2)[0] == best
+    net = res.network(best)
+    assert net.evaluate(X, Y) < res.loss[best, -1]  # one more step's worth lower
+    assert net.backend.name == backend
+
+
+def test_sweep_rejects_bad_input():
+    X, Y = nnkit.datasets.or_gate()
+    with pytest.raises(ValueError, match="lr: expected a finite number > 0"):
+        nnkit.sweep(template("numpy"), X, Y, lr=[0.1, -1])
+    with pytest.raises(ValueError, match="seed: expected integers"):
+        nnkit.sweep(template("numpy"), X, Y, lr=[0.1], seed=[-2])
+    with pytest.raises(TypeError, match="net: expected a template"):
+        nnkit.sweep("net", X, Y, lr=[0.1])
+    with pytest.raises(ValueError, match="X: expected shape"):
+        nnkit.sweep(template("numpy"), np.zeros((4, 3)), Y, lr=[0.1])
