@@ -11,6 +11,8 @@ applied only for prediction, which keeps the loss finite for any z.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy
 
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
@@ -64,6 +66,18 @@ class Backend:
 
     def __init__(self):
         self.xp = numpy
+        self._local = threading.local()
+
+    def _scratch(self, shape, dtype):
+        """A reusable temporary array, one per thread, shape and dtype."""
+        cache = getattr(self._local, "scratch", None)
+        if cache is None or len(cache) > 32:
+            cache = self._local.scratch = {}
+        key = (tuple(shape), str(dtype))
+        buf = cache.get(key)
+        if buf is None:
+            buf = cache[key] = self.xp.empty(shape, dtype=dtype)
+        return buf
 
     # ----------------------------------------------------------------- arrays
     def asarray(self, x, dtype=None):
@@ -103,11 +117,15 @@ class Backend:
         if out is None:
             out = xp.empty_like(Z)
         if activation == "sigmoid":
-            # 0.5 * (1 + tanh(z/2)) never overflows, for any z.
-            xp.multiply(Z, 0.5, out=out)
-            xp.tanh(out, out=out)
+            # exp(min(z, 0)) / (1 + exp(-|z|)): never overflows, accurate in both tails.
+            num = self._scratch(Z.shape, Z.dtype)
+            xp.minimum(Z, 0, out=num)
+            xp.exp(num, out=num)
+            xp.abs(Z, out=out)
+            xp.negative(out, out=out)
+            xp.exp(out, out=out)
             out += 1
-            out *= 0.5
+            xp.divide(num, out, out=out)
         elif activation == "tanh":
             xp.tanh(Z, out=out)
         elif activation == "relu":

@@ -128,7 +128,12 @@ def peer_rows(w, dtype, peers, epochs):
     return rows
 
 
-def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=print):
+def _log(msg):
+    import sys
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
     """Measure every (workload, backend, dtype); returns a dict for JSON."""
     import nnkit
     rows = []

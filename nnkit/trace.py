@@ -47,8 +47,9 @@ def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, out=None):
             be.sgd_update(state.params, buf.grads, lr)
             if update < n_updates:
                 for i, (W, b) in enumerate(state.params):
-                    print(f"  new W{i + 1} = {np.array2string(be.to_numpy(W), precision=3)}"
-                          f"  new b{i + 1} = {np.array2string(be.to_numpy(b), precision=3)}",
+                    print(_fmt(f"W{i + 1}", be.to_numpy(W)).replace("    W", "  new W", 1),
+                          file=out)
+                    print(_fmt(f"b{i + 1}", be.to_numpy(b)).replace("    b", "  new b", 1),
                           file=out)
             update += 1
         hist.extend([total], [lr])
