@@ -278,7 +278,9 @@ class Network:
             orders = np.stack([self._shuffle_rng.permutation(n) for _ in range(len(lrs))])
             orders = self.backend.asarray(orders)
         snapshot = self._snapshot()
-        losses = self.backend.train_epochs(self._state, X, Y, lrs, batch_size, orders)
+        # A diverging run overflows on the way; it is reported as TrainingDiverged below.
+        with np.errstate(over="ignore", invalid="ignore"):
+            losses = self.backend.train_epochs(self._state, X, Y, lrs, batch_size, orders)
         finite = np.isfinite(losses)
         if finite.all() and self._params_finite():
             hist.extend(losses, lrs)
@@ -288,11 +290,12 @@ class Network:
         bad = int(np.argmin(finite)) if not finite.all() else len(lrs) - 1
         hist.extend(losses[:bad], lrs[:bad])
         last = hist.loss[-1] if hist.loss else None
-        if bad > 0:
-            self.backend.train_epochs(self._state, X, Y, lrs[:bad], batch_size,
-                                      None if orders is None else orders[:bad])
-        self._replay_epoch_carefully(X, Y, float(lrs[bad]), batch_size,
-                                     None if orders is None else orders[bad])
+        with np.errstate(over="ignore", invalid="ignore"):
+            if bad > 0:
+                self.backend.train_epochs(self._state, X, Y, lrs[:bad], batch_size,
+                                          None if orders is None else orders[:bad])
+            self._replay_epoch_carefully(X, Y, float(lrs[bad]), batch_size,
+                                         None if orders is None else orders[bad])
         raise TrainingDiverged(start_epoch + bad, last, hist)
 
     def _replay_epoch_carefully(self, X, Y, lr, batch_size, order):
