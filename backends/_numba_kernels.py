@@ -113,7 +113,7 @@ def loss_value(Yhat, Y, kind, nb):
         for j in range(m):
             z = Yhat[i, j]
             if kind == BCE:
-                total += max(z, 0.0) + math.log1p(math.exp(-abs(z))) - Y[i, j] * z
+                total += (max(z, 0.0) - Y[i, j] * z) + math.log1p(math.exp(-abs(z)))
             else:
                 d = z - Y[i, j]
                 total += d * d

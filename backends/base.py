@@ -195,16 +195,18 @@ class Backend:
             total = xp.vdot(out, out)
             return total / (2 * n) if kind == "squared_error" else total / n
         if kind == "binary_crossentropy":
-            # softplus(z) - y z, with softplus(z) = max(z, 0) + log1p(exp(-|z|)).
-            xp.abs(Yhat, out=out)
-            xp.negative(out, out=out)
-            xp.exp(out, out=out)
-            xp.log1p(out, out=out)
-            total = xp.sum(out)
+            # (max(z, 0) - y z) + log1p(exp(-|z|)) per element: softplus(z) - y z without
+            # overflow, and without cancellation between large sums.
+            t = self._scratch(Yhat.shape, Yhat.dtype)
+            xp.multiply(Y, Yhat, out=t)
             xp.maximum(Yhat, 0, out=out)
-            total = total + xp.sum(out)
-            xp.multiply(Y, Yhat, out=out)
-            total = total - xp.sum(out)
+            out -= t
+            xp.abs(Yhat, out=t)
+            xp.negative(t, out=t)
+            xp.exp(t, out=t)
+            xp.log1p(t, out=t)
+            out += t
+            total = xp.sum(out)
             return total / n
         raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
 
@@ -374,8 +376,8 @@ class Backend:
         out = inputs[-1]
         nb = out.shape[-2]
         if loss == "binary_crossentropy":
-            value = (xp.sum(xp.maximum(out, 0) + xp.log1p(xp.exp(-xp.abs(out))) - Y * out,
-                            axis=(-2, -1)) / nb)
+            value = xp.sum((xp.maximum(out, 0) - Y * out) + xp.log1p(xp.exp(-xp.abs(out))),
+                           axis=(-2, -1)) / nb
             G = self.activation_forward(out, "sigmoid")
             G -= Y
             G /= nb
