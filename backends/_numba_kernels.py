@@ -15,7 +15,7 @@ LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
 SQUARED_ERROR, MSE, BCE = 0, 1, 2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _sigmoid(z):
     # Branch on the sign so exp never overflows: accurate in both tails.
     if z >= 0:
@@ -24,7 +24,7 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def activation_forward(Z, act, out, nb):
     """out[:nb] = act(Z[:nb]); out may be Z."""
     m = Z.shape[1]
@@ -41,7 +41,7 @@ def activation_forward(Z, act, out, nb):
                 out[i, j] = z
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def dense_forward(X, W, b, act, out, nb):
     """out[:nb] = act(X[:nb] @ W + b); X (n, i), W (i, o), b (o,)."""
     n_in, n_out = W.shape
@@ -57,7 +57,7 @@ def dense_forward(X, W, b, act, out, nb):
     activation_forward(out, act, out, nb)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def activation_backward(dA, A, act, out, nb):
     """out[:nb] = dA * act'(A), the derivative from the output A; out may be dA."""
     m = A.shape[1]
@@ -74,7 +74,7 @@ def activation_backward(dA, A, act, out, nb):
                 out[i, j] = dA[i, j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def dense_backward_params(dZ, X, nb, dW, db):
     """dW = X[:nb]^T dZ[:nb], db = column sums of dZ[:nb]."""
     n_in, n_out = dW.shape
@@ -92,7 +92,7 @@ def dense_backward_params(dZ, X, nb, dW, db):
             db[j] += dZ[i, j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def dense_backward_input(dZ, W, dX, nb):
     """dX[:nb] = dZ[:nb] @ W^T."""
     n_in, n_out = W.shape
@@ -104,7 +104,7 @@ def dense_backward_input(dZ, W, dX, nb):
             dX[i, k] = s
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def loss_value(Yhat, Y, kind, nb):
     """Mean over the nb rows of the per-sample loss summed over outputs (float64)."""
     m = Yhat.shape[1]
@@ -122,7 +122,7 @@ def loss_value(Yhat, Y, kind, nb):
     return total / nb
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def loss_grad(Yhat, Y, kind, out, nb):
     """out[:nb] = d loss / d Yhat (for BCE: d loss / d logits)."""
     m = Yhat.shape[1]
@@ -136,7 +136,7 @@ def loss_grad(Yhat, Y, kind, out, nb):
                 out[i, j] = (Yhat[i, j] - Y[i, j]) / nb
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def sgd_update(P, dP, lr):
     """P -= lr * dP for a 2-D P."""
     for k in range(P.shape[0]):
@@ -144,14 +144,14 @@ def sgd_update(P, dP, lr):
             P[k, j] -= lr * dP[k, j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def sgd_update_1d(p, g, lr):
     """p -= lr * g for a 1-D p."""
     for j in range(p.shape[0]):
         p[j] -= lr * g[j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs):
     """One fused step on rows :nb of (X, Y): forward, loss, backward, update.
 
@@ -176,7 +176,7 @@ def train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs):
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_order,
                  Xb, Yb, As, Gs, dWs, dbs, losses):
     """Run len(lrs) epochs in one call; losses[e] = epoch e's mean loss.

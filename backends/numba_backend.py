@@ -24,6 +24,9 @@ _LOSS = {"squared_error": 0, "mse": 1, "binary_crossentropy": 2}
 # (measured with `nnkit bench`: digits 64-64-10 at batch 256 is 3.6x slower in loops).
 LOOP_MAX_WORK = 1 << 16
 LOOP_MAX_ELEMENTS = 1 << 10
+# Full-batch problems up to this size get kernels generated for their exact shape.
+CODEGEN_MAX_ROWS = 64
+CODEGEN_MAX_WEIGHTS = 1024
 
 
 class NumbaBackend(Backend):
@@ -155,8 +158,24 @@ class NumbaBackend(Backend):
         return np.float64(self.k.train_step(X, Y, X.shape[0], Ws, bs, acts, loss, float(lr),
                                             As, Gs, dWs, dbs))
 
+    def _codegen_ok(self, sizes, n, X):
+        weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+        return n <= CODEGEN_MAX_ROWS and weights <= CODEGEN_MAX_WEIGHTS and X.flags.c_contiguous
+
+    @staticmethod
+    def _sizes(params):
+        return [params[0][0].shape[-2]] + [W.shape[-1] for W, _ in params]
+
     def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
         n = X.shape[0]
+        sizes = self._sizes(state.params)
+        if (batch_size is None or batch_size >= n) and self._codegen_ok(sizes, n, X):
+            from ._numba_codegen import fit_kernel
+            kernel = fit_kernel(sizes, state.activations, state.loss, n, state.dtype.name)
+            losses = np.full(len(lrs), np.nan)
+            kernel(X, Y, *(a for pair in state.params for a in pair),
+                   np.ascontiguousarray(lrs, dtype=np.float64), losses)
+            return losses
         bsz = n if batch_size is None or batch_size >= n else int(batch_size)
         if not self._fused_ok(state, X, bsz):
             return super().train_epochs(state, X, Y, lrs, batch_size, orders)
@@ -171,6 +190,26 @@ class NumbaBackend(Backend):
                             buf.Xb, buf.Yb, As, Gs, dWs, dbs, losses)
         return losses
 
+    def train_many(self, params, activations, loss, X, Y, lrs, batch_size=None, orders=None):
+        n = X.shape[0]
+        sizes = self._sizes(params)
+        if not ((batch_size is None or batch_size >= n) and self._codegen_ok(sizes, n, X)):
+            return super().train_many(params, activations, loss, X, Y, lrs, batch_size, orders)
+        from ._numba_codegen import from_blocks, many_kernel, to_blocks
+        dtype = params[0][0].dtype
+        C, epochs = lrs.shape
+        block = _many_block(n, sizes, dtype.itemsize)
+        kernel = many_kernel(sizes, activations, loss, n, dtype.name, block)
+        blocked = [(to_blocks(W, block), to_blocks(b, block)) for W, b in params]
+        rates = to_blocks(np.asarray(lrs, dtype=dtype), block)
+        losses = np.full(rates.shape, np.nan)
+        diverged = np.full((rates.shape[0], block), -1, dtype=np.int64)
+        kernel(X, Y, *(a for pair in blocked for a in pair), rates, losses, diverged)
+        for (W, b), (Wb, bb) in zip(params, blocked):
+            np.copyto(W, from_blocks(Wb, C))
+            np.copyto(b, from_blocks(bb, C))
+        return from_blocks(losses, C), from_blocks(diverged, C)
+
 
 def _act(name):
     try:
@@ -184,3 +223,12 @@ def _loss(name):
         return _LOSS[name]
     except KeyError:
         raise ValueError(f"loss: expected one of {tuple(_LOSS)}, got {name!r}") from None
+
+
+def _many_block(n, sizes, itemsize):
+    """Configurations per block: 64, fewer when a block's activations pass ~1 MiB."""
+    per_config = 2 * n * sum(sizes[1:]) * itemsize
+    block = 64
+    while block > 8 and block * per_config > (1 << 20):
+        block //= 2
+    return block

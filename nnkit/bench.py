@@ -133,6 +133,38 @@ def _log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def sweep_rows(backends, dtype, peers, nets, epochs, workload="or-gate"):
+    """net-epochs/s of a learning-rate sweep of ``nets`` networks x ``epochs`` (full batch)."""
+    import nnkit
+    from . import peers as P
+    w = WORKLOADS[workload]
+    X, Y = w.data(dtype)
+    lrs = np.geomspace(0.01, 50, nets)
+    rows = []
+    runs = []
+    for name in backends:
+        net = w.network(backend=name, dtype=dtype)
+        nnkit.sweep(net, X, Y, lr=lrs[:8], epochs=2)  # compile / warm
+        runs.append((name, lambda net=net: nnkit.sweep(net, X, Y, lr=lrs, epochs=epochs)))
+    if "jax" in peers:
+        try:
+            runs.append(("jax scan(vmap)", P.make_jax_sweep(w, dtype, lrs, epochs)))
+        except ImportError:
+            pass
+    if "torch" in peers:
+        try:
+            runs.append(("torch bmm", P.make_torch_sweep(w, dtype, lrs, max(1, epochs // 10))))
+        except ImportError:
+            pass
+    for name, run in runs:
+        scale = 10 if name == "torch bmm" else 1  # torch runs a tenth of the epochs
+        run()
+        t = time_per_call(run, budget=1.0, repeats=3)
+        rows.append({"sweep": workload, "backend": name, "dtype": dtype, "nets": nets,
+                     "epochs": epochs, "net_epochs_per_s": nets * epochs / scale / t})
+    return rows
+
+
 def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
     """Measure every (workload, backend, dtype); returns a dict for JSON."""
     import nnkit
@@ -163,12 +195,17 @@ def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
                 rows.append(row)
                 log(f"  measured {wname} {name} {dtype}")
             rows += peer_rows(w, dtype, peers, epochs)
+    sweeps = []
+    for dtype in dtypes:
+        log(f"  measuring sweeps {dtype}")
+        sweeps += sweep_rows(backends, dtype, peers, 256 if quick else 1024,
+                             500 if quick else 5000)
     for row in rows:
         base = next((r for r in rows if r["workload"] == row["workload"]
                      and r["dtype"] == row["dtype"] and r["backend"] == "numpy"), None)
         if base and "step_s" in row:
             row["speedup_vs_numpy"] = base["step_s"] / row["step_s"]
-    return {"machine": machine_info(), "rows": rows}
+    return {"machine": machine_info(), "rows": rows, "sweeps": sweeps}
 
 
 def machine_info():
@@ -268,6 +305,9 @@ def cmd_bench(args):
     for (name, dtype), peak in sorted(_peaks(result).items()):
         print(f"GEMM peak measured on {name} {dtype}: {peak / 1e9:.1f} GFLOP/s")
     print(format_table(result))
+    for r in result.get("sweeps", []):
+        print(f"sweep {r['sweep']} {r['nets']} nets x {r['epochs']} epochs {r['dtype']}: "
+              f"{r['backend']:<15} {r['net_epochs_per_s'] / 1e6:9.2f} M net-epochs/s")
     worst = max((r["parity"] for r in result["rows"] if "parity" in r), default=0.0)
     tol = 1e-4 if "float32" in dtypes else 1e-9
     print(f"parity: max relative loss difference vs numpy {worst:.2e} "

@@ -22,8 +22,8 @@ class History:
     best_epoch: int | None = None
 
     def extend(self, losses, lrs):
-        self.loss.extend(float(x) for x in losses)
-        self.lr.extend(float(x) for x in lrs)
+        self.loss.extend(np.asarray(losses, dtype=np.float64).tolist())
+        self.lr.extend(np.asarray(lrs, dtype=np.float64).tolist())
 
     def as_arrays(self):
         return {k: np.asarray(getattr(self, k)) for k in ("loss", "lr", "val_loss")}

@@ -144,3 +144,71 @@ def available(name):
 def jax_version():
     import jax
     return jax.__version__ + " " + np.__version__
+
+
+def make_jax_sweep(w, dtype, lrs, epochs):
+    """``jit(scan(vmap(step)))``: one full-batch step of every network per scan step."""
+    import jax
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    X, Y = (jnp.asarray(a) for a in w.data(dtype))
+    nets = len(lrs)
+    base = _init(w, dtype)
+    params = [(jnp.asarray(np.repeat(W[None], nets, 0)), jnp.asarray(np.repeat(b[None], nets, 0)))
+              for W, b in base]
+    rates = jnp.asarray(np.asarray(lrs, dtype=dtype))
+    n = X.shape[0]
+
+    def loss_fn(p):
+        a = X
+        for W, b in p:
+            a = jax.nn.sigmoid(a @ W + b)
+        return jnp.sum((a - Y) ** 2) / (2 * n)
+
+    def step(p, lr):
+        loss, g = jax.value_and_grad(loss_fn)(p)
+        return [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(p, g)], loss
+
+    vstep = jax.vmap(step)
+
+    @jax.jit
+    def run(p):
+        return jax.lax.scan(lambda q, _: vstep(q, rates), p, None, length=epochs)
+
+    def go():
+        out = run(params)
+        jax.block_until_ready(out)
+        return out
+
+    return go
+
+
+def make_torch_sweep(w, dtype, lrs, epochs):
+    """Stacked weights and ``bmm`` with hand-written gradients (PyTorch, CPU)."""
+    import torch
+    X, Y = (torch.tensor(a) for a in w.data(dtype))
+    nets = len(lrs)
+    params = [(torch.tensor(np.repeat(W[None], nets, 0)), torch.tensor(np.repeat(b[None], nets, 0)))
+              for W, b in _init(w, dtype)]
+    rates = torch.tensor(np.asarray(lrs, dtype=dtype))[:, None, None]
+    Xs, Ys = X.expand(nets, *X.shape), Y.expand(nets, *Y.shape)
+    n = X.shape[0]
+
+    @torch.no_grad()
+    def go():
+        for _ in range(epochs):
+            acts = [Xs]
+            for W, b in params:
+                acts.append(torch.sigmoid(torch.baddbmm(b[:, None, :], acts[-1], W)))
+            g = (acts[-1] - Ys) / n
+            for i in range(len(params) - 1, -1, -1):
+                a = acts[i + 1]
+                g = g * a * (1 - a)
+                W, b = params[i]
+                dX = torch.bmm(g, W.transpose(1, 2)) if i else None
+                W.sub_(rates * torch.bmm(acts[i].transpose(1, 2), g))
+                b.sub_(rates[:, 0] * g.sum(1))
+                g = dX
+
+    return go
