@@ -4,7 +4,7 @@ The generic kernels loop over sizes known only at run time, and tuples of layers
 the OR gate that costs more than the arithmetic. Here the layer sizes, the number of
 rows, the activations, the loss and the dtype are written into the source as
 constants, so LLVM unrolls and vectorises. Sigmoid uses ``_exp``, an exp built from
-arithmetic and a bit cast, which vectorises (this llvmlite has no SVML, so
+arithmetic and a bit cast (``_numba_kernels.exp64``), which vectorises (this llvmlite has no SVML, so
 ``math.exp`` in a loop does not). The sweep kernel lays configurations out last
 (``W[block, k, j, c]``) so the innermost loop runs across configurations, and runs
 blocks of configurations in ``prange``.
@@ -30,41 +30,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from nnkit.backends._numba_kernels import exp32 as _exp32, exp64 as _exp  # noqa: F401
+
+# _numba_kernels source hash (a new file, so no stale numba cache, when it changes): {mathhash}
 DT = np.{dtype}
 NF = DT({n}.0)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _exp(x):
-    """exp(x) for float64 from arithmetic only (vectorises); a few ulp from math.exp."""
-    x = min(max(x, -708.0), 708.0)
-    k = math.floor(x * 1.4426950408889634 + 0.5)
-    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
-    # Taylor series to degree 13 (|r| <= 0.347: truncation < 1e-17), evaluated by
-    # Estrin's scheme: a short dependency chain, so neighbouring calls overlap.
-    r2 = r * r
-    r4 = r2 * r2
-    r8 = r4 * r4
-    q0 = (1.0 + r) + (0.5 + r * (1.0 / 6.0)) * r2
-    q1 = (1.0 / 24.0 + r * (1.0 / 120.0)) + (1.0 / 720.0 + r * (1.0 / 5040.0)) * r2
-    q2 = ((1.0 / 40320.0 + r * (1.0 / 362880.0))
-          + (1.0 / 3628800.0 + r * (1.0 / 39916800.0)) * r2)
-    q3 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0)
-    p = (q0 + q1 * r4) + (q2 + q3 * r4) * r8
-    return p * np.int64((np.int64(k) + 1023) << 52).view(np.float64)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _exp32(x):
-    """exp(x) in float32 arithmetic (vectorises; within 2 float32 ulp of exp)."""
-    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    k = math.floor(x * np.float32(1.442695) + np.float32(0.5))
-    r = (x - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
-    r2 = r * r
-    p = ((np.float32(1.0) + r) + (np.float32(0.5) + r * np.float32(1.0 / 6.0)) * r2) + (
-        (np.float32(1.0 / 24.0) + r * np.float32(1.0 / 120.0))
-        + np.float32(1.0 / 720.0) * r2) * (r2 * r2)
-    return p * np.int32((np.int32(k) + 127) << 23).view(np.float32)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -288,6 +258,8 @@ def _cache_dir():
     return path
 
 
+_MATH_HASH = hashlib.sha1(open(os.path.join(os.path.dirname(__file__), "_numba_kernels.py"),
+                                "rb").read()).hexdigest()[:12]
 _modules = {}
 _lock = threading.Lock()
 
@@ -317,7 +289,7 @@ def _load(source, spec):
 
 def _header(spec, dtype, n):
     expf = "_exp32" if dtype == "float32" else "_exp"
-    return _HEADER.format(spec=spec, dtype=dtype, n=n, expf=expf) + "\n\n"
+    return _HEADER.format(spec=spec, dtype=dtype, n=n, expf=expf, mathhash=_MATH_HASH) + "\n\n"
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,13 +15,63 @@ LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
 SQUARED_ERROR, MSE, BCE = 0, 1, 2
 
 
+# --- vectorisable math ---------------------------------------------------------------
+# math.exp in a loop compiles to a scalar libm call here (this llvmlite has no SVML),
+# and numba's default error model puts a ZeroDivisionError branch in every division;
+# both stop vectorisation. These use arithmetic and a bit cast only, and every kernel
+# compiles with error_model="numpy" (IEEE division). They live in this file so that
+# numba's cache (keyed by this file) is invalidated when they change.
+
+
 @njit(cache=True, inline="always", error_model="numpy")
-def _sigmoid(z):
-    # Branch on the sign so exp never overflows: accurate in both tails.
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+def exp64(x):
+    """exp(x) for float64 from arithmetic only (vectorises); a few ulp from math.exp.
+    Below -708 it returns 0 (exp's subnormal range is flushed), above 708 inf."""
+    x0 = x
+    x = min(max(x, -708.0), 708.0)
+    k = math.floor(x * 1.4426950408889634 + 0.5)
+    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    # Taylor series to degree 13 (|r| <= 0.347: truncation < 1e-17), evaluated by
+    # Estrin's scheme: a short dependency chain, so neighbouring calls overlap.
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    q0 = (1.0 + r) + (0.5 + r * (1.0 / 6.0)) * r2
+    q1 = (1.0 / 24.0 + r * (1.0 / 120.0)) + (1.0 / 720.0 + r * (1.0 / 5040.0)) * r2
+    q2 = ((1.0 / 40320.0 + r * (1.0 / 362880.0))
+          + (1.0 / 3628800.0 + r * (1.0 / 39916800.0)) * r2)
+    q3 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0)
+    p = (q0 + q1 * r4) + (q2 + q3 * r4) * r8
+    y = p * np.int64((np.int64(k) + 1023) << 52).view(np.float64)
+    y = y if x0 >= -708.0 else 0.0
+    return y if x0 <= 708.0 else np.inf
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def exp32(x):
+    """exp(x) in float32 arithmetic (vectorises; within 2 float32 ulp of exp).
+    Below -87 it returns 0, above 88 inf."""
+    x0 = x
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    k = math.floor(x * np.float32(1.442695) + np.float32(0.5))
+    r = (x - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
+    r2 = r * r
+    p = ((np.float32(1.0) + r) + (np.float32(0.5) + r * np.float32(1.0 / 6.0)) * r2) + (
+        (np.float32(1.0 / 24.0) + r * np.float32(1.0 / 120.0))
+        + np.float32(1.0 / 720.0) * r2) * (r2 * r2)
+    y = p * np.int32((np.int32(k) + 127) << 23).view(np.float32)
+    y = y if x0 >= np.float32(-87.0) else np.float32(0.0)
+    return y if x0 <= np.float32(88.0) else np.float32(np.inf)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def sigmoid64(z):
+    """exp(min(z, 0)) / (1 + exp(-|z|)) in float64: the reference backend's formula."""
+    e = exp64(-abs(z))
+    return (1.0 if z >= 0 else e) / (1.0 + e)
+
+
+_sigmoid = sigmoid64
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -39,6 +89,23 @@ def activation_forward(Z, act, out, nb):
                 out[i, j] = z if z > 0 else 0.0
             else:
                 out[i, j] = z
+
+
+@njit(cache=True, error_model="numpy")
+def bias_activation(Z, b, act, nb):
+    """Z[:nb] = act(Z[:nb] + b) in place: the elementwise half of a BLAS dense layer."""
+    m = Z.shape[1]
+    for i in range(nb):
+        for j in range(m):
+            z = Z[i, j] + b[j]
+            if act == SIGMOID:
+                Z[i, j] = _sigmoid(z)
+            elif act == TANH:
+                Z[i, j] = math.tanh(z)
+            elif act == RELU:
+                Z[i, j] = z if z > 0 else 0.0
+            else:
+                Z[i, j] = z
 
 
 @njit(cache=True, inline="always", error_model="numpy")

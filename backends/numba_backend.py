@@ -23,7 +23,7 @@ _LOSS = {"squared_error": 0, "mse": 1, "binary_crossentropy": 2}
 # Above this many (rows x weights) per call the loops lose to BLAS + NumPy ufuncs
 # (measured with `nnkit bench`: digits 64-64-10 at batch 256 is 3.6x slower in loops).
 LOOP_MAX_WORK = 1 << 16
-LOOP_MAX_ELEMENTS = 1 << 10
+LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (tanh, log1p)
 # Full-batch problems up to this size get kernels generated for their exact shape.
 CODEGEN_MAX_ROWS = 64
 CODEGEN_MAX_WEIGHTS = 1024
@@ -72,13 +72,15 @@ class NumbaBackend(Backend):
             a.flags.c_contiguous and a.ndim <= 2 for a in arrays)
 
     @staticmethod
-    def _elementwise_loops(*arrays):
-        return sum(a.size for a in arrays) <= LOOP_MAX_ELEMENTS and all(
-            a.flags.c_contiguous and a.ndim <= 2 for a in arrays)
+    def _elementwise_loops(*arrays, scalar_math=False):
+        """Elementwise loops vectorise (``_numba_kernels.exp64``) except over libm calls
+        (tanh, log1p), where NumPy's SIMD ufuncs win on all but small arrays."""
+        return all(a.flags.c_contiguous and a.ndim == 2 for a in arrays) and (
+            not scalar_math or sum(a.size for a in arrays) <= LOOP_MAX_ELEMENTS)
 
     # ------------------------------------------------------------- primitives
     def activation_forward(self, Z, activation, out=None):
-        if not self._elementwise_loops(Z):
+        if not self._elementwise_loops(Z, scalar_math=activation == "tanh"):
             return super().activation_forward(Z, activation, out)
         if out is None:
             out = np.empty_like(Z)
@@ -86,11 +88,15 @@ class NumbaBackend(Backend):
         return out
 
     def dense_forward(self, X, W, b, activation, out=None):
-        if not self._loops(X.shape[0], W, X):
+        if self._loops(X.shape[0], W, X):
+            if out is None:
+                out = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
+            self.k.dense_forward(X, W, b, _act(activation), out, X.shape[0])
+            return out
+        if activation == "tanh" or X.ndim != 2:
             return super().dense_forward(X, W, b, activation, out)
-        if out is None:
-            out = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
-        self.k.dense_forward(X, W, b, _act(activation), out, X.shape[0])
+        out = np.matmul(X, W, out=out)  # BLAS, then bias + activation in one pass
+        self.k.bias_activation(out, b, _act(activation), out.shape[0])
         return out
 
     def activation_backward(self, dA, A, activation, out=None):
@@ -115,7 +121,7 @@ class NumbaBackend(Backend):
         return dW, db, dX
 
     def loss(self, Yhat, Y, kind, out=None):
-        if not self._elementwise_loops(Yhat, Y):
+        if not self._elementwise_loops(Yhat, Y, scalar_math=kind == "binary_crossentropy"):
             return super().loss(Yhat, Y, kind, out)
         return np.float64(self.k.loss_value(Yhat, Y, _loss(kind), Yhat.shape[0]))
 
@@ -128,7 +134,7 @@ class NumbaBackend(Backend):
         return out
 
     def sgd_update(self, params, grads, lr):
-        if not self._elementwise_loops(*(W for W, _ in params)):
+        if not self._elementwise_loops(*(W for W, _ in params)):  # e.g. stacked sweeps
             return super().sgd_update(params, grads, lr)
         for (W, b), (dW, db) in zip(params, grads):
             self.k.sgd_update(W, dW, lr)

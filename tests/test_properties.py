@@ -111,7 +111,10 @@ def test_losses_match_reference_and_stay_finite(name, dtype, data, kind):
         ref_grad = (z - Y) / n * (1 if kind == "squared_error" else 2)
     assert np.isfinite(value)
     assert value == pytest.approx(ref, rel=20 * TOL[dtype] * m, abs=1e-30)
-    np.testing.assert_allclose(grad, ref_grad, rtol=10 * TOL[dtype], atol=1e-30)
+    # sigmoid(z) - y cancels when y = 1 and z >> 0: one rounding of sigmoid in the dtype
+    # is the error floor, so the bound is absolute at that scale.
+    np.testing.assert_allclose(grad, ref_grad, rtol=10 * TOL[dtype],
+                               atol=2 * np.finfo(dtype).eps / n)
 
 
 @pytest.mark.parametrize("name", BACKENDS)
