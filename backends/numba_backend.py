@@ -62,8 +62,10 @@ class NumbaBackend(Backend):
         from numba.core.config import CACHE_DIR
         where = CACHE_DIR or os.path.join(os.path.dirname(__file__), "__pycache__")
         ok = os.access(where if os.path.isdir(where) else os.path.dirname(where), os.W_OK)
+        from ._numba_codegen import _cache_dir
         return [f"cache dir {where} ({'writable' if ok else 'NOT writable'}; "
-                "set NUMBA_CACHE_DIR to change)"]
+                "set NUMBA_CACHE_DIR to change)",
+                f"generated kernels in {_cache_dir()} (set NNKIT_CACHE_DIR to change)"]
 
     @staticmethod
     def _loops(rows, *arrays):
