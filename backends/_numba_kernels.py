@@ -53,7 +53,9 @@ def exp32(x):
     Below -87 it returns 0, above 88 inf."""
     x0 = x
     x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    k = math.floor(x * np.float32(1.442695) + np.float32(0.5))
+    # Round to nearest by adding and removing 1.5 * 2**23 (math.floor on float32 is a
+    # floorf call, which would stop vectorisation).
+    k = (x * np.float32(1.442695) + np.float32(12582912.0)) - np.float32(12582912.0)
     r = (x - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
     r2 = r * r
     p = ((np.float32(1.0) + r) + (np.float32(0.5) + r * np.float32(1.0 / 6.0)) * r2) + (

@@ -159,6 +159,16 @@ class NumbaBackend(Backend):
         return X.flags.c_contiguous and self._loops(rows, *(W for W, _ in state.params))
 
     def train_step(self, state, X, Y, lr):
+        n = X.shape[0]
+        buf = state.buffers(n)
+        step = getattr(buf, "codegen_step", None)
+        if step is None:  # decided once per buffer set: (kernel, params, lr, loss) or False
+            step = buf.codegen_step = self._codegen_step(state, n)
+        if step and X.flags.c_contiguous:
+            kernel, flat, lr_arr, loss_arr = step
+            lr_arr[0] = lr
+            kernel(X, Y, *flat, lr_arr, loss_arr)
+            return loss_arr[0]
         if not self._fused_ok(state, X, X.shape[0]):
             return super().train_step(state, X, Y, lr)
         Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state,
@@ -173,6 +183,16 @@ class NumbaBackend(Backend):
     @staticmethod
     def _sizes(params):
         return [params[0][0].shape[-2]] + [W.shape[-1] for W, _ in params]
+
+    def _codegen_step(self, state, n):
+        sizes = self._sizes(state.params)
+        weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+        if n > CODEGEN_MAX_ROWS or weights > CODEGEN_MAX_WEIGHTS:
+            return False
+        from ._numba_codegen import fit_kernel
+        kernel = fit_kernel(sizes, state.activations, state.loss, n, state.dtype.name)
+        return (kernel, tuple(a for p in state.params for a in p), np.empty(1),
+                np.full(1, np.nan))
 
     def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
         n = X.shape[0]
