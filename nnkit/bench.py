@@ -50,6 +50,31 @@ def gemm_peak(backend, dtype, n=1024):
     return 2 * n ** 3 / t
 
 
+def gemm_time(w, backend, dtype):
+    """Seconds for just the matmuls of one training step of ``w`` (forward X W, backward
+    X^T dZ and dZ W^T) with the backend's BLAS: the roofline a step can approach."""
+    be = backend
+    rng = np.random.default_rng(0)
+    b = w.batch
+    mats = []
+    for l, (i, o) in enumerate(zip(w.sizes, w.sizes[1:])):
+        X = be.asarray(rng.uniform(size=(b, i)), dtype)
+        W = be.asarray(rng.uniform(size=(i, o)), dtype)
+        dZ = be.asarray(rng.uniform(size=(b, o)), dtype)
+        mats.append((X, W, dZ, be.empty((b, o), X.dtype), be.empty((i, o), X.dtype),
+                     be.empty((b, i), X.dtype) if l else None))
+    xp = be.xp
+
+    def run():
+        for X, W, dZ, Z, dW, dX in mats:
+            xp.matmul(X, W, out=Z)
+            xp.matmul(X.T, dZ, out=dW)
+            if dX is not None:
+                xp.matmul(dZ, W.T, out=dX)
+
+    return time_per_call(run, be.synchronize, budget=0.3)
+
+
 def step_setup(w, backend, dtype):
     """(net, X, Y, step) where step() is one training step from Python."""
     net = w.network(backend=backend, dtype=dtype)
@@ -190,6 +215,7 @@ def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
                                               budget=0.2 if quick else 0.5)
                 row["flops"] = w.flops_per_step()
                 row["peak_flops"] = peaks[(name, dtype)]
+                row["gemm_s"] = gemm_time(w, be, dtype)
                 if w.tiny:
                     row["epoch_s"] = epoch_time(w, name, dtype, epochs)
                 if be.device() == "cpu":
@@ -234,7 +260,7 @@ def machine_info():
 
 
 def format_table(result):
-    head = ("workload", "backend", "dtype", "step", "samples/s", "GFLOP/s", "%peak",
+    head = ("workload", "backend", "dtype", "step", "samples/s", "GFLOP/s", "%gemm",
             "vs numpy", "epoch", "parity", "alloc/step")
     lines = [head]
     for r in result["rows"]:
@@ -248,7 +274,7 @@ def format_table(result):
             r["workload"], r["backend"], r["dtype"],
             _us(step), f"{w.batch / step:.3g}" if step else "",
             f"{gflops:.3g}" if gflops else "",
-            f"{100 * r['flops'] / step / r['peak_flops']:.1f}" if gflops else "",
+            f"{100 * r['gemm_s'] / step:.0f}" if gflops else "",
             f"{r['speedup_vs_numpy']:.2f}x" if "speedup_vs_numpy" in r else "",
             _us(r.get("epoch_s")),
             f"{r['parity']:.1e}" if "parity" in r else "",
@@ -307,6 +333,7 @@ def cmd_bench(args):
           ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores")))
     for (name, dtype), peak in sorted(_peaks(result).items()):
         print(f"GEMM peak measured on {name} {dtype}: {peak / 1e9:.1f} GFLOP/s")
+    print("%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time")
     print(format_table(result))
     for r in result.get("sweeps", []):
         print(f"sweep {r['sweep']} {r['nets']} nets x {r['epochs']} epochs {r['dtype']}: "
