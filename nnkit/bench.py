@@ -261,12 +261,12 @@ def machine_info():
 
 def format_table(result):
     head = ("workload", "backend", "dtype", "step", "samples/s", "GFLOP/s", "%gemm",
-            "vs numpy", "epoch", "parity", "alloc/step")
+            "vs numpy", "epoch", "parity", "alloc/step", "first call")
     lines = [head]
     for r in result["rows"]:
         w = WORKLOADS[r["workload"]]
         if "note" in r:
-            lines.append((r["workload"], r["backend"], r["dtype"], r["note"]) + ("",) * 7)
+            lines.append((r["workload"], r["backend"], r["dtype"], r["note"]) + ("",) * 8)
             continue
         step = r.get("step_s")
         gflops = r["flops"] / step / 1e9 if step and "flops" in r else None
@@ -278,7 +278,8 @@ def format_table(result):
             f"{r['speedup_vs_numpy']:.2f}x" if "speedup_vs_numpy" in r else "",
             _us(r.get("epoch_s")),
             f"{r['parity']:.1e}" if "parity" in r else "",
-            f"{r['alloc_bytes_per_step']:.0f} B" if "alloc_bytes_per_step" in r else ""))
+            f"{r['alloc_bytes_per_step']:.0f} B" if "alloc_bytes_per_step" in r else "",
+            _us(r.get("first_call_s"))))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = ["  ".join(str(c).ljust(wd) for c, wd in zip(line, widths)).rstrip()
            for line in lines]
@@ -291,7 +292,9 @@ def _us(seconds):
         return ""
     if seconds < 1e-3:
         return f"{seconds * 1e6:.3g} us"
-    return f"{seconds * 1e3:.3g} ms"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
 
 
 def add_bench_parser(sub):
@@ -333,7 +336,9 @@ def cmd_bench(args):
           ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores")))
     for (name, dtype), peak in sorted(_peaks(result).items()):
         print(f"GEMM peak measured on {name} {dtype}: {peak / 1e9:.1f} GFLOP/s")
-    print("%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time")
+    print("%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time; "
+          "first call: the first step in this process (JIT compile or cache load), "
+          "excluded from the timings")
     print(format_table(result))
     for r in result.get("sweeps", []):
         print(f"sweep {r['sweep']} {r['nets']} nets x {r['epochs']} epochs {r['dtype']}: "
