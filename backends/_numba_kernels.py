@@ -77,20 +77,24 @@ _sigmoid = sigmoid64
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def activate(z, act):
+    """act(z) for one element."""
+    if act == SIGMOID:
+        return _sigmoid(z)
+    if act == TANH:
+        return math.tanh(z)
+    if act == RELU:
+        return z if z > 0 else 0.0
+    return z
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def activation_forward(Z, act, out, nb):
     """out[:nb] = act(Z[:nb]); out may be Z."""
     m = Z.shape[1]
     for i in range(nb):
         for j in range(m):
-            z = Z[i, j]
-            if act == SIGMOID:
-                out[i, j] = _sigmoid(z)
-            elif act == TANH:
-                out[i, j] = math.tanh(z)
-            elif act == RELU:
-                out[i, j] = z if z > 0 else 0.0
-            else:
-                out[i, j] = z
+            out[i, j] = activate(Z[i, j], act)
 
 
 @njit(cache=True, error_model="numpy")
@@ -99,15 +103,7 @@ def bias_activation(Z, b, act, nb):
     m = Z.shape[1]
     for i in range(nb):
         for j in range(m):
-            z = Z[i, j] + b[j]
-            if act == SIGMOID:
-                Z[i, j] = _sigmoid(z)
-            elif act == TANH:
-                Z[i, j] = math.tanh(z)
-            elif act == RELU:
-                Z[i, j] = z if z > 0 else 0.0
-            else:
-                Z[i, j] = z
+            Z[i, j] = activate(Z[i, j] + b[j], act)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
