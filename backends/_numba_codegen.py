@@ -258,8 +258,12 @@ def _cache_dir():
     return path
 
 
-_MATH_HASH = hashlib.sha1(open(os.path.join(os.path.dirname(__file__), "_numba_kernels.py"),
-                                "rb").read()).hexdigest()[:12]
+def _kernels_hash():
+    with open(os.path.join(os.path.dirname(__file__), "_numba_kernels.py"), "rb") as fh:
+        return hashlib.sha1(fh.read()).hexdigest()[:12]
+
+
+_MATH_HASH = _kernels_hash()
 _modules = {}
 _lock = threading.Lock()
 

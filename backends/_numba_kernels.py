@@ -9,7 +9,8 @@ buffers serves a full batch and a smaller last batch.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
 SQUARED_ERROR, MSE, BCE = 0, 1, 2
@@ -73,7 +74,24 @@ def sigmoid64(z):
     return (1.0 if z >= 0 else e) / (1.0 + e)
 
 
-_sigmoid = sigmoid64
+
+@njit(cache=True, inline="always", error_model="numpy")
+def sigmoid32(z):
+    """sigmoid64's formula in float32 arithmetic, for float32 data (twice the lanes)."""
+    e = exp32(-abs(z))
+    return (np.float32(1.0) if z >= 0 else e) / (np.float32(1.0) + e)
+
+
+def _sigmoid(z):
+    """sigmoid in the precision of z: float32 data uses sigmoid32, all else sigmoid64."""
+    return sigmoid64(z)
+
+
+@overload(_sigmoid)
+def _sigmoid_for_type(z):
+    if isinstance(z, types.Float) and z.bitwidth == 32:
+        return lambda z: sigmoid32(z)
+    return lambda z: sigmoid64(z)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -104,6 +122,17 @@ def bias_activation(Z, b, act, nb):
     for i in range(nb):
         for j in range(m):
             Z[i, j] = activate(Z[i, j] + b[j], act)
+
+
+@njit(cache=True, error_model="numpy")
+def bias_activation_stacked(Z, B, n, act):
+    """Z = act(Z + B[row // n]) in place; Z (C * n, o) rows of C stacked configurations,
+    B (C, o) their biases."""
+    m = Z.shape[1]
+    for i in range(Z.shape[0]):
+        c = i // n
+        for j in range(m):
+            Z[i, j] = activate(Z[i, j] + B[c, j], act)
 
 
 @njit(cache=True, inline="always", error_model="numpy")

@@ -370,9 +370,7 @@ class Backend:
         xp = self.xp
         inputs = [X]
         for (W, b), act in zip(params, activations):
-            Z = xp.matmul(inputs[-1], W)
-            Z += b[:, None, :]
-            inputs.append(self.activation_forward(Z, act, out=Z))
+            inputs.append(self.dense_forward(inputs[-1], W, b[:, None, :], act))
         out = inputs[-1]
         nb = out.shape[-2]
         if loss == "binary_crossentropy":

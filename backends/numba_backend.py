@@ -95,18 +95,26 @@ class NumbaBackend(Backend):
                 out = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
             self.k.dense_forward(X, W, b, _act(activation), out, X.shape[0])
             return out
-        if activation == "tanh" or X.ndim != 2:
+        if activation == "tanh" or X.ndim > W.ndim or not b.flags.c_contiguous:
             return super().dense_forward(X, W, b, activation, out)
         out = np.matmul(X, W, out=out)  # BLAS, then bias + activation in one pass
-        self.k.bias_activation(out, b, _act(activation), out.shape[0])
+        if W.ndim == 2:
+            self.k.bias_activation(out, b, _act(activation), out.shape[0])
+        else:  # stacked configurations (sweeps): W (C, i, o), b (C, 1, o), out (C, n, o)
+            C, n, o = out.shape
+            self.k.bias_activation_stacked(out.reshape(C * n, o), b.reshape(C, o), n,
+                                           _act(activation))
         return out
 
     def activation_backward(self, dA, A, activation, out=None):
-        if not self._elementwise_loops(A, dA):
-            return super().activation_backward(dA, A, activation, out)
         if out is None:
             out = np.empty_like(A)
-        self.k.activation_backward(dA, A, _act(activation), out, A.shape[0])
+        flat = [a.reshape(-1, a.shape[-1]) if a.ndim == 3 and a.flags.c_contiguous else a
+                for a in (dA, A, out)]  # stacked sweeps: one 2-D pass
+        if not self._elementwise_loops(*flat):
+            return super().activation_backward(dA, A, activation, out)
+        self.k.activation_backward(flat[0], flat[1], _act(activation), flat[2],
+                                   flat[1].shape[0])
         return out
 
     def dense_backward(self, dZ, X, W, need_dX=True, dW=None, db=None, dX=None):
