@@ -1,13 +1,14 @@
-"""Numba kernels generated per architecture, for tiny full-batch problems.
+"""Numba kernels generated per architecture, for tiny networks.
 
 The generic kernels loop over sizes known only at run time, and tuples of layers; for
 the OR gate that costs more than the arithmetic. Here the layer sizes, the number of
 rows, the activations, the loss and the dtype are written into the source as
-constants, so LLVM unrolls and vectorises. Sigmoid uses ``_exp``, an exp built from
-arithmetic and a bit cast (``_numba_kernels.exp64``), which vectorises (this llvmlite has no SVML, so
-``math.exp`` in a loop does not). The sweep kernel lays configurations out last
-(``W[block, k, j, c]``) so the innermost loop runs across configurations, and runs
-blocks of configurations in ``prange``.
+constants, so LLVM unrolls and vectorises. Sigmoid uses ``_numba_kernels.exp64`` /
+``exp32``, exps built from arithmetic and a bit cast, which vectorise (this llvmlite has
+no SVML, so ``math.exp`` in a loop does not). Three kernels: a full-batch fit; a
+full-batch sweep that lays configurations out last (``W[block, k, j, c]``) so the innermost
+loop runs across them, with blocks of configurations in ``prange``; and a mini-batch sweep,
+``prange`` over configurations each running its own shuffled mini-batch loop.
 
 The source is written to a file (``NNKIT_CACHE_DIR``, else ``~/.cache/nnkit``) and
 imported, so numba's ``cache=True`` keeps the compiled code for later processes.
@@ -77,62 +78,63 @@ class _Src:
         return self
 
 
-def _fit_source(sizes, acts, loss, n):
-    """train_epochs(X, Y, W0, b0, ..., lrs, losses): full-batch epochs of one network."""
-    L = len(sizes) - 1
-    params = ", ".join(f"W{l}, b{l}" for l in range(L))
-    w = _Src()
-    w("@njit(cache=True, error_model='numpy')")
-    w.block(f"def train_epochs(X, Y, {params}, lrs, losses):")
-    for l in range(L):
+def _alloc_lines(w, sizes, rows):
+    """Per-layer buffers for `rows` rows (A, G, dW, db and a flat view F of A)."""
+    for l in range(len(sizes) - 1):
         o = sizes[l + 1]
-        w(f"A{l} = np.empty(({n}, {o}), DT)")
-        w(f"G{l} = np.empty(({n}, {o}), DT)")
+        w(f"A{l} = np.empty(({rows}, {o}), DT)")
+        w(f"G{l} = np.empty(({rows}, {o}), DT)")
         w(f"dW{l} = np.empty(({sizes[l]}, {o}), DT)")
         w(f"db{l} = np.empty({o}, DT)")
-        w(f"F{l} = A{l}.reshape({n * o})  # flat view, made once")
-    w.block("for e in range(lrs.shape[0]):")
-    w("lr = DT(lrs[e])")
+        w(f"F{l} = A{l}.reshape({rows * o})  # flat view, made once")
+
+
+def _step_lines(w, sizes, acts, loss, rows, xin, yin, on_bad):
+    """One gradient step on `rows` rows (a constant, or the name of a run-time count) of
+    (xin, yin); leaves the batch loss in `loss`; runs the lines `on_bad` instead of the
+    update when that loss is not finite."""
+    L = len(sizes) - 1
+    nf = "NF" if rows.isdigit() else f"DT({rows})"
     for l in range(L):  # forward
-        i, o, inp = sizes[l], sizes[l + 1], "X" if l == 0 else f"A{l - 1}"
-        w.block(f"for r in range({n}):").block(f"for j in range({o}):")
+        i, o, inp = sizes[l], sizes[l + 1], xin if l == 0 else f"A{l - 1}"
+        w.block(f"for r in range({rows}):").block(f"for j in range({o}):")
         w("s = DT(0.0)")
         w.block(f"for k in range({i}):")(f"s += {inp}[r, k] * W{l}[k, j]").end()
         w(f"A{l}[r, j] = s + b{l}[j]").end(2)
         if acts[l] != "linear":  # one flat loop over contiguous memory: vectorises
-            w.block(f"for t in range({n * o}):")(f"s = F{l}[t]")(
+            w.block(f"for t in range({rows} * {o}):")(f"s = F{l}[t]")(
                 f"F{l}[t] = {_ACT_EXPR[acts[l]]}").end()
-    out = f"A{L - 1}"
     w("total = 0.0")
-    w.block(f"for r in range({n}):").block(f"for j in range({sizes[-1]}):")
-    w(f"z = {out}[r, j]")
-    w("y = Y[r, j]")
+    w.block(f"for r in range({rows}):").block(f"for j in range({sizes[-1]}):")
+    w(f"z = A{L - 1}[r, j]")
+    w(f"y = {yin}[r, j]")
     if loss == "binary_crossentropy":
         w("total += (max(z, DT(0.0)) - y * z) + math.log1p(math.exp(-abs(z)))")
-        w(f"G{L - 1}[r, j] = (DT(_sigmoid(z)) - y) / NF")
+        w(f"G{L - 1}[r, j] = (DT(_sigmoid(z)) - y) / {nf}")
     else:
         w("d = z - y")
         w("total += d * d")
-        grad = "d / NF" if loss == "squared_error" else "d * DT(2.0 / " + f"{n}.0)"
+        grad = f"d / {nf}" if loss == "squared_error" else f"d * DT(2.0 / {rows})"
         w(f"G{L - 1}[r, j] = {grad}")
     w.end(2)
-    div = f"{2 * n}.0" if loss == "squared_error" else f"{n}.0"
-    w(f"loss = total / {div}")
-    w("losses[e] = loss")
-    w.block("if not np.isfinite(loss):")("return e + 1").end()
+    w(f"loss = total / ({'2 * ' if loss == 'squared_error' else ''}{rows})")
+    w.block("if not np.isfinite(loss):")
+    for line in on_bad:
+        w(line)
+    w.end()
     for l in range(L - 1, -1, -1):  # backward
-        i, o, inp = sizes[l], sizes[l + 1], "X" if l == 0 else f"A{l - 1}"
-        w.block(f"for r in range({n}):").block(f"for j in range({o}):")
+        i, o, inp = sizes[l], sizes[l + 1], xin if l == 0 else f"A{l - 1}"
+        w.block(f"for r in range({rows}):").block(f"for j in range({o}):")
         w(f"a = A{l}[r, j]")(f"g = G{l}[r, j]")(f"G{l}[r, j] = {_DERIV[acts[l]]}").end(2)
         w.block(f"for k in range({i}):").block(f"for j in range({o}):")
         w("s = DT(0.0)")
-        w.block(f"for r in range({n}):")(f"s += {inp}[r, k] * G{l}[r, j]").end()
+        w.block(f"for r in range({rows}):")(f"s += {inp}[r, k] * G{l}[r, j]").end()
         w(f"dW{l}[k, j] = s").end(2)
         w.block(f"for j in range({o}):")("s = DT(0.0)")
-        w.block(f"for r in range({n}):")(f"s += G{l}[r, j]").end()
+        w.block(f"for r in range({rows}):")(f"s += G{l}[r, j]").end()
         w(f"db{l}[j] = s").end()
         if l > 0:
-            w.block(f"for r in range({n}):").block(f"for k in range({i}):")
+            w.block(f"for r in range({rows}):").block(f"for k in range({i}):")
             w("s = DT(0.0)")
             w.block(f"for j in range({o}):")(f"s += G{l}[r, j] * W{l}[k, j]").end()
             w(f"G{l - 1}[r, k] = s").end(2)
@@ -140,8 +142,62 @@ def _fit_source(sizes, acts, loss, n):
         w.block(f"for k in range({sizes[l]}):").block(f"for j in range({sizes[l + 1]}):")
         w(f"W{l}[k, j] -= lr * dW{l}[k, j]").end(2)
         w.block(f"for j in range({sizes[l + 1]}):")(f"b{l}[j] -= lr * db{l}[j]").end()
+
+
+def _fit_source(sizes, acts, loss, n):
+    """train_epochs(X, Y, W0, b0, ..., lrs, losses): full-batch epochs of one network."""
+    params = ", ".join(f"W{l}, b{l}" for l in range(len(sizes) - 1))
+    w = _Src()
+    w("@njit(cache=True, error_model='numpy')")
+    w.block(f"def train_epochs(X, Y, {params}, lrs, losses):")
+    _alloc_lines(w, sizes, n)
+    w.block("for e in range(lrs.shape[0]):")
+    w("lr = DT(lrs[e])")
+    _step_lines(w, sizes, acts, loss, str(n), "X", "Y",
+                on_bad=["losses[e] = loss", "return e + 1"])
+    w("losses[e] = loss")
     w.end()
     w("return lrs.shape[0]")
+    return "\n".join(w.lines) + "\n"
+
+
+def _minibatch_source(sizes, acts, loss, n, batch):
+    """train_many(X, Y, W0, b0, ..., lrs, orders, use_order, losses, diverged): mini-batch
+    epochs of C networks, one per prange iteration; W{l} (C, i, o), lrs (C, E),
+    orders (C, E, n) sample orders (or a dummy when use_order is False)."""
+    L = len(sizes) - 1
+    params = ", ".join(f"W{l}, b{l}" for l in range(L))
+    per = ", ".join(f"W{l}[c], b{l}[c]" for l in range(L))
+    w = _Src()
+    w("@njit(cache=True, parallel=True, error_model='numpy')")
+    w.block(f"def train_many(X, Y, {params}, lrs, orders, use_order, losses, diverged):")
+    w.block("for c in prange(W0.shape[0]):")
+    w(f"diverged[c] = _train_one(X, Y, {per}, lrs[c], orders[c], use_order, losses[c])")
+    w.end(2)
+    w("")
+    w("")
+    w("@njit(cache=True, error_model='numpy')")
+    w.block(f"def _train_one(X, Y, {params}, lrs, orders, use_order, losses):")
+    _alloc_lines(w, sizes, batch)
+    w(f"Xb = np.empty(({batch}, {sizes[0]}), DT)")
+    w(f"Yb = np.empty(({batch}, {sizes[-1]}), DT)")
+    w.block("for e in range(lrs.shape[0]):")
+    w("lr = DT(lrs[e])")
+    w("epoch_loss = 0.0")
+    w.block(f"for start in range(0, {n}, {batch}):")
+    w(f"nb = min({batch}, {n} - start)")
+    w.block("for r in range(nb):")
+    w("src = orders[e, start + r] if use_order else start + r")
+    w.block(f"for k in range({sizes[0]}):")("Xb[r, k] = X[src, k]").end()
+    w.block(f"for k in range({sizes[-1]}):")("Yb[r, k] = Y[src, k]").end()
+    w.end()
+    _step_lines(w, sizes, acts, loss, "nb", "Xb", "Yb",
+                on_bad=[f"losses[e] = epoch_loss + loss * (nb / {n})", "return e"])
+    w(f"epoch_loss += loss * (nb / {n})")
+    w.end()
+    w("losses[e] = epoch_loss")
+    w.end()
+    w("return -1")
     return "\n".join(w.lines) + "\n"
 
 
@@ -306,6 +362,18 @@ def _fit_kernel(sizes, acts, loss, n, dtype):
 def fit_kernel(sizes, acts, loss, n, dtype):
     """The generated full-batch ``train_epochs`` for this architecture and row count."""
     return _fit_kernel(tuple(sizes), tuple(acts), loss, n, dtype)
+
+
+def minibatch_kernel(sizes, acts, loss, n, dtype, batch):
+    """The generated mini-batch sweep kernel: prange over configurations."""
+    return _minibatch_kernel(tuple(sizes), tuple(acts), loss, n, dtype, batch)
+
+
+@functools.lru_cache(maxsize=None)
+def _minibatch_kernel(sizes, acts, loss, n, dtype, batch):
+    spec = f"minibatch {list(sizes)} {acts} {loss} n={n} {dtype} batch={batch}"
+    src = _header(spec, dtype, n) + _minibatch_source(sizes, acts, loss, n, batch)
+    return _load(src, spec).train_many
 
 
 def many_kernel(sizes, acts, loss, n, dtype, block):

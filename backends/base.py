@@ -337,30 +337,31 @@ class Backend:
         diverged = xp.full(C, -1, dtype=numpy.int64)
         lr_dev = self.asarray(lrs, dtype=dtype)
         order_dev = None if orders is None else self.asarray(orders)
-        for e in range(epochs):
-            for start in range(0, n, bs):
-                stop = min(start + bs, n)
-                if order_dev is None:
-                    Xb, Yb = X[start:stop], Y[start:stop]
-                else:
-                    idx = order_dev[:, e, start:stop]
-                    Xb, Yb = X[idx], Y[idx]
-                with numpy.errstate(over="ignore", invalid="ignore"):  # divergence is expected
-                    batch_loss, grads = self._many_forward_backward(params, activations,
-                                                                    loss, Xb, Yb)
-                losses[:, e] += batch_loss * ((stop - start) / n)
-                ok = active & xp.isfinite(batch_loss)
-                diverged = xp.where(active & ~ok, e, diverged)
-                active = ok
-                step = xp.where(ok, lr_dev[:, e], 0)
-                for (W, b), (dW, db) in zip(params, grads):
-                    dW *= step[:, None, None]
-                    db *= step[:, None]
-                    # 0 * NaN is NaN: keep frozen configurations exactly as they were.
-                    W -= xp.where(ok[:, None, None], dW, 0)
-                    b -= xp.where(ok[:, None], db, 0)
-            losses[:, e] = xp.where(diverged >= 0, xp.where(diverged == e, losses[:, e],
-                                                             numpy.nan), losses[:, e])
+        # Diverging configurations overflow on the way; they are frozen and reported.
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            for e in range(epochs):
+                for start in range(0, n, bs):
+                    stop = min(start + bs, n)
+                    if order_dev is None:
+                        Xb, Yb = X[start:stop], Y[start:stop]
+                    else:
+                        idx = order_dev[:, e, start:stop]
+                        Xb, Yb = X[idx], Y[idx]
+                    batch_loss, grads = self._many_forward_backward(params, activations, loss,
+                                                                    Xb, Yb)
+                    losses[:, e] += batch_loss * ((stop - start) / n)
+                    ok = active & xp.isfinite(batch_loss)
+                    diverged = xp.where(active & ~ok, e, diverged)
+                    active = ok
+                    step = xp.where(ok, lr_dev[:, e], 0)
+                    for (W, b), (dW, db) in zip(params, grads):
+                        dW *= step[:, None, None]
+                        db *= step[:, None]
+                        # 0 * NaN is NaN: keep frozen configurations exactly as they were.
+                        W -= xp.where(ok[:, None, None], dW, 0)
+                        b -= xp.where(ok[:, None], db, 0)
+                losses[:, e] = xp.where(diverged >= 0, xp.where(diverged == e, losses[:, e],
+                                                                 numpy.nan), losses[:, e])
         return (numpy.asarray(self.to_numpy(losses), dtype=numpy.float64),
                 numpy.asarray(self.to_numpy(diverged)))
 

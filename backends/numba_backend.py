@@ -1,12 +1,17 @@
-"""The Numba backend: JIT-compiled loops where BLAS call overhead dominates.
+"""The Numba backend: JIT-compiled loops where Python and BLAS call overheads dominate.
 
-Tiny networks (the OR gate, XOR) run hand-written loops: one compiled call per
-training step, or per block of epochs. Larger work falls back to the inherited
-NumPy/BLAS path, which is already at the BLAS roofline; the switch is by work per call: rows x weights (``LOOP_MAX_WORK``) for the fused step and
-matmuls, elements for elementwise kernels (``LOOP_MAX_ELEMENTS``), both chosen with
-``nnkit bench``. (This llvmlite has no SVML, so loops over exp/tanh do not
-vectorise; NumPy's ufuncs do.) Nothing compiles at import: the kernels module is
-imported, and each kernel compiled (or loaded from numba's on-disk cache), on first use.
+Three regimes, switched by size (thresholds chosen with ``nnkit bench``):
+
+- tiny full-batch problems and sweeps (the OR gate, XOR): kernels generated for the exact
+  architecture (``_numba_codegen``), a whole fit or sweep in one compiled call;
+- small layers (rows x weights <= ``LOOP_MAX_WORK``): the generic fused kernels of
+  ``_numba_kernels`` (any depth; mini-batch and SGD epochs in one call);
+- larger layers: BLAS matmuls (the inherited NumPy path) plus one fused, vectorised
+  bias + activation pass (``bias_activation``), and single-pass backward kernels.
+
+Elementwise loops vectorise thanks to an arithmetic exp (this llvmlite has no SVML);
+loops over libm calls (tanh, log1p) are used only up to ``LOOP_MAX_ELEMENTS``. Nothing
+compiles at import: each kernel compiles (or loads from numba's disk cache) on first use.
 """
 from __future__ import annotations
 
@@ -229,7 +234,11 @@ class NumbaBackend(Backend):
     def train_many(self, params, activations, loss, X, Y, lrs, batch_size=None, orders=None):
         n = X.shape[0]
         sizes = self._sizes(params)
-        if not ((batch_size is None or batch_size >= n) and self._codegen_ok(sizes, n, X)):
+        full = batch_size is None or batch_size >= n
+        if not full and self._codegen_ok(sizes, min(batch_size, CODEGEN_MAX_ROWS), X):
+            return self._train_many_minibatch(params, activations, loss, X, Y, lrs,
+                                              batch_size, orders)
+        if not (full and self._codegen_ok(sizes, n, X)):
             return super().train_many(params, activations, loss, X, Y, lrs, batch_size, orders)
         from ._numba_codegen import from_blocks, many_kernel, to_blocks
         dtype = params[0][0].dtype
@@ -245,6 +254,23 @@ class NumbaBackend(Backend):
             np.copyto(W, from_blocks(Wb, C))
             np.copyto(b, from_blocks(bb, C))
         return from_blocks(losses, C), from_blocks(diverged, C)
+
+    def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, batch_size, orders):
+        """Each configuration runs the generated mini-batch loop; prange over them."""
+        from ._numba_codegen import minibatch_kernel
+        n = X.shape[0]
+        C, epochs = lrs.shape
+        dtype = params[0][0].dtype
+        kernel = minibatch_kernel(self._sizes(params), activations, loss, n, dtype.name,
+                                  batch_size)
+        use_order = orders is not None
+        orders = (np.ascontiguousarray(orders, dtype=np.int64) if use_order
+                  else np.zeros((C, 1, 1), dtype=np.int64))
+        losses = np.full((C, epochs), np.nan)
+        diverged = np.full(C, -1, dtype=np.int64)
+        kernel(X, Y, *(a for pair in params for a in pair),
+               np.ascontiguousarray(lrs, dtype=np.float64), orders, use_order, losses, diverged)
+        return losses, diverged
 
 
 def _act(name):

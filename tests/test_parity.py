@@ -52,7 +52,7 @@ def test_float32_loss_100_steps(other, arch):
 
 @pytest.mark.parametrize("other", OTHERS)
 def test_large_layers_take_the_blas_path_with_parity(other):
-    """Layers above the loop threshold (rows x weights) use the inherited BLAS path on CPU backends."""
+    """Layers above the loop threshold (rows x weights) take the BLAS path on CPU backends."""
     ref_loss, ref_params = run("numpy", [3, 200, 150, 2], ["tanh", "tanh", "linear"], "mse",
                                "float64", 20, 8, True)
     loss, params = run(other, [3, 200, 150, 2], ["tanh", "tanh", "linear"], "mse",

@@ -87,3 +87,25 @@ def test_sweep_rejects_bad_input():
         nnkit.sweep("net", X, Y, lr=[0.1])
     with pytest.raises(ValueError, match="X: expected shape"):
         nnkit.sweep(template("numpy"), np.zeros((4, 3)), Y, lr=[0.1])
+
+
+def test_minibatch_divergence_matches_separate_fits(backend):
+    X, Y = nnkit.datasets.moons(40, seed=2)
+    net = nnkit.Network([nnkit.Dense(2, 6, "relu"), nnkit.Dense(6, 1, "linear")],
+                        loss="mse", dtype="float64", seed=0, backend=backend)
+    lrs = [1e-3, 0.05, 3.0, 40.0]
+    res = nnkit.sweep(net, X, Y * 100, lr=lrs, seed=[0, 5], epochs=60, batch_size=7,
+                      shuffle=True)
+    assert res.diverged.any() and not res.diverged.all()
+    for i, cfg in enumerate(res.configs):
+        ref = nnkit.Network(net.layers, loss="mse", dtype="float64", seed=cfg["seed"])
+        try:
+            hist = ref.fit(X, Y * 100, epochs=60, lr=cfg["lr"], batch_size=7, shuffle=True)
+            losses, epoch = hist.loss, -1
+        except nnkit.TrainingDiverged as exc:
+            losses, epoch = exc.history.loss, exc.epoch
+        assert res.diverged_epoch[i] == epoch
+        np.testing.assert_allclose(res.loss[i, :len(losses)], losses, rtol=1e-9)
+        if epoch < 0:
+            for (W, b), (rW, rb) in zip(res.params[i], ref.get_params()):
+                np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
