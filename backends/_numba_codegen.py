@@ -233,7 +233,7 @@ def _many_source(sizes, acts, loss, n, block):
         w.block(f"for k in range({i}):")
         if l == 0:
             w("x = X[r, k]")
-            w.block(f"for c in range({B}):")(f"A0[r, j, c] += x * W0[k, j, c]").end()
+            w.block(f"for c in range({B}):")("A0[r, j, c] += x * W0[k, j, c]").end()
         else:
             w.block(f"for c in range({B}):")(
                 f"A{l}[r, j, c] += A{l - 1}[r, k, c] * W{l}[k, j, c]").end()
@@ -279,7 +279,7 @@ def _many_source(sizes, acts, loss, n, block):
         w.block(f"for r in range({n}):")
         if l == 0:
             w("x = X[r, k]")
-            w.block(f"for c in range({B}):")(f"acc[c] += x * G0[r, j, c]").end()
+            w.block(f"for c in range({B}):")("acc[c] += x * G0[r, j, c]").end()
         else:
             w.block(f"for c in range({B}):")(
                 f"acc[c] += {inp}[r, k, c] * G{l}[r, j, c]").end()

@@ -4,8 +4,13 @@ Data and parameters stay on the GPU for the whole ``fit``; losses accumulate on 
 device and are read once per block of epochs (base ``train_epochs``), so a step has
 no ``.get()``/``float()``. cuBLAS does the matmuls (``xp.matmul(out=)``); the
 elementwise work of a step is fused into ``ElementwiseKernel``s built once per
-backend instance. Status: written for and parity-tested on CPU through the shared
-base class only; GPU runs are done by ``ci/gpu.sh`` where a GPU is lent.
+backend instance. Tiny networks (``TINY_ROWS``/``TINY_WEIGHTS``) skip all that: one
+generated ``RawKernel`` (``_cuda_codegen``) runs a step, a whole full-batch fit, or a
+whole sweep (one thread per configuration) in a single launch.
+
+Status: the shared code is exercised by CPU CI through the NumPy backend, and the
+generated kernels are compiled and checked as C++ on CPU; nothing here has yet run on a
+GPU (``ci/gpu.sh`` is the prepared check).
 """
 from __future__ import annotations
 
@@ -21,6 +26,11 @@ _INSTALL_HINT = (
     "(or auto) or backend='cupy'.")
 
 _ACT_CODE = {"linear": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+
+# Full-batch problems up to this size train inside one generated kernel per launch.
+TINY_ROWS = 64
+TINY_WEIGHTS = 1024
+SWEEP_THREADS = 128
 
 
 def is_cupy_array(x):
@@ -126,3 +136,74 @@ class CupyBackend(Backend):
         for (W, b), (dW, db) in zip(params, grads):
             sgd(dW, float(lr), W)
             sgd(db, float(lr), b)
+
+    # ------------------------------------------------ tiny networks: one launch
+    @staticmethod
+    def _sizes(params):
+        return [params[0][0].shape[-2]] + [W.shape[-1] for W, _ in params]
+
+    def _tiny(self, sizes, n):
+        return n <= TINY_ROWS and sum(a * b for a, b in zip(sizes, sizes[1:])) <= TINY_WEIGHTS
+
+    def _raw(self, source, name):
+        """A RawKernel per distinct generated source, compiled once (CuPy caches on disk)."""
+        key = (name, source)
+        k = self._kernels.get(key)
+        if k is None:
+            k = self._kernels[key] = self.xp.RawKernel(source, name)
+        return k
+
+    def _fit_kernel(self, state, n):
+        from ._cuda_codegen import fit_source
+        sizes = self._sizes(state.params)
+        return self._raw(fit_source(sizes, state.activations, state.loss, n, state.dtype.name),
+                         "nnkit_fit")
+
+    def train_step(self, state, X, Y, lr):
+        n = X.shape[0]
+        if not (self._tiny(self._sizes(state.params), n) and X.flags.c_contiguous):
+            return super().train_step(state, X, Y, lr)
+        buf = state.buffers(n)
+        if not hasattr(buf, "raw_step"):
+            xp = self.xp
+            buf.raw_step = (self._fit_kernel(state, n), xp.zeros(1, dtype=xp.float64),
+                            xp.zeros(1, dtype=xp.int32))
+        kernel, loss, done = buf.raw_step
+        flat = [a for pair in state.params for a in pair]
+        # A null lrs pointer (8 bytes) makes the kernel use lr_const.
+        kernel((1,), (1,), (X, Y, *flat, np.uint64(0), np.float64(lr), np.int32(1), loss, done))
+        return loss[0]  # a device scalar: no synchronisation
+
+    def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
+        n = X.shape[0]
+        full = batch_size is None or batch_size >= n
+        if not (full and self._tiny(self._sizes(state.params), n) and X.flags.c_contiguous):
+            return super().train_epochs(state, X, Y, lrs, batch_size, orders)
+        xp = self.xp
+        losses = xp.full(len(lrs), np.nan, dtype=xp.float64)
+        done = xp.zeros(1, dtype=xp.int32)
+        flat = [a for pair in state.params for a in pair]
+        self._fit_kernel(state, n)((1,), (1,), (
+            X, Y, *flat, xp.asarray(lrs, dtype=xp.float64), np.float64(0), np.int32(len(lrs)),
+            losses, done))
+        return self.to_numpy(losses)
+
+    def train_many(self, params, activations, loss, X, Y, lrs, batch_size=None, orders=None):
+        n = X.shape[0]
+        sizes = self._sizes(params)
+        full = batch_size is None or batch_size >= n
+        if not (full and self._tiny(sizes, n) and X.flags.c_contiguous):
+            return super().train_many(params, activations, loss, X, Y, lrs, batch_size, orders)
+        from ._cuda_codegen import sweep_source
+        xp = self.xp
+        C, epochs = lrs.shape
+        kernel = self._raw(sweep_source(sizes, activations, loss, n, params[0][0].dtype.name),
+                           "nnkit_sweep")
+        losses = xp.full((C, epochs), np.nan, dtype=xp.float64)
+        diverged = xp.full(C, -1, dtype=xp.int64)
+        flat = [a for pair in params for a in pair]
+        blocks = -(-C // SWEEP_THREADS)
+        kernel((blocks,), (SWEEP_THREADS,), (
+            X, Y, *flat, xp.asarray(lrs, dtype=xp.float64), np.int32(epochs), losses,
+            diverged, np.int32(C)))
+        return self.to_numpy(losses), self.to_numpy(diverged)

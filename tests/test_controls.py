@@ -1,5 +1,4 @@
 """Training controls: validation data, callbacks, early stopping, restore_best, progress."""
-import io
 import os
 import subprocess
 import sys

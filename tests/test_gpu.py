@@ -10,29 +10,32 @@ pytestmark = pytest.mark.gpu
 ARCH = [nnkit.Dense(3, 16, "tanh"), nnkit.Dense(16, 8, "sigmoid"), nnkit.Dense(8, 2, "linear")]
 
 
-def run(backend, dtype, steps, batch_size=None, shuffle=False):
+def run(backend, dtype, steps, batch_size=None, shuffle=False, n=64):
+    """n <= 64 rows: the generated one-launch kernels; more: cuBLAS + fused kernels."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(64, 3))
-    Y = rng.normal(size=(64, 2))
+    X = rng.normal(size=(n, 3))
+    Y = rng.normal(size=(n, 2))
     net = nnkit.Network(ARCH, loss="mse", dtype=dtype, seed=1, backend=backend)
-    per_epoch = 1 if batch_size is None else -(-64 // batch_size)
+    per_epoch = 1 if batch_size is None else -(-n // batch_size)
     hist = net.fit(X, Y, epochs=steps // per_epoch, lr=0.05, batch_size=batch_size,
                    shuffle=shuffle)
     return np.array(hist.loss), net
 
 
-@pytest.mark.parametrize("batch_size,shuffle", [(None, False), (16, True)])
-def test_float64_parity_1000_steps(batch_size, shuffle):
-    ref, ref_net = run("numpy", "float64", 1000, batch_size, shuffle)
-    got, net = run("cupy", "float64", 1000, batch_size, shuffle)
+@pytest.mark.parametrize("batch_size,shuffle,n", [(None, False, 64), (None, False, 200),
+                                                  (16, True, 64)])
+def test_float64_parity_1000_steps(batch_size, shuffle, n):
+    ref, ref_net = run("numpy", "float64", 1000, batch_size, shuffle, n)
+    got, net = run("cupy", "float64", 1000, batch_size, shuffle, n)
     np.testing.assert_allclose(got, ref, rtol=1e-9)
     for (W, b), (rW, rb) in zip(net.get_params(), ref_net.get_params()):
         np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
 
 
-def test_float32_parity_100_steps():
-    ref, _ = run("numpy", "float32", 100)
-    got, _ = run("cupy", "float32", 100)
+@pytest.mark.parametrize("n", [64, 200])
+def test_float32_parity_100_steps(n):
+    ref, _ = run("numpy", "float32", 100, n=n)
+    got, _ = run("cupy", "float32", 100, n=n)
     np.testing.assert_allclose(got, ref, rtol=1e-4)
 
 
@@ -46,11 +49,12 @@ def test_parameters_and_outputs_stay_on_the_device():
     assert isinstance(net.predict(X), np.ndarray)
 
 
-def test_no_host_synchronisation_inside_a_step():
+@pytest.mark.parametrize("n", [32, 200])
+def test_no_host_synchronisation_inside_a_step(n):
     import cupyx
     net = nnkit.Network(ARCH, loss="mse", dtype="float32", seed=1, backend="cupy")
     be = net.backend
-    X, Y = net._data(np.ones((32, 3)), np.zeros((32, 2)))
+    X, Y = net._data(np.ones((n, 3)), np.zeros((n, 2)))
     be.train_step(net._state, X, Y, 0.1)  # warm: buffers, kernels
     with cupyx.allow_synchronize(False):  # raises DeviceSynchronized on any sync
         for _ in range(10):
@@ -59,12 +63,27 @@ def test_no_host_synchronisation_inside_a_step():
 
 
 def test_fused_kernels_are_built_once():
-    run("cupy", "float32", 5)
+    run("cupy", "float32", 5, n=200)
+    run("cupy", "float32", 5, n=64)
     be = nnkit.get_backend("cupy")
     kernels = dict(be._kernels)
     assert {"act", "act_backward", "sgd"} <= set(kernels)
-    run("cupy", "float32", 5)
+    assert any(isinstance(k, tuple) and k[0] == "nnkit_fit" for k in kernels)
+    run("cupy", "float32", 5, n=200)
+    run("cupy", "float32", 5, n=64)
+    assert dict(be._kernels).keys() == kernels.keys()
     assert all(be._kernels[k] is v for k, v in kernels.items())
+
+
+def test_sweep_in_one_launch_matches_numpy():
+    X, Y = nnkit.datasets.or_gate()
+    net = nnkit.Network([nnkit.Dense(2, 2, "sigmoid"), nnkit.Dense(2, 1, "sigmoid")],
+                        dtype="float64", seed=0)
+    lrs = np.geomspace(0.01, 50, 300)
+    ref = nnkit.sweep(net, X, Y, lr=lrs, seed=[0, 1], epochs=500, backend="numpy")
+    got = nnkit.sweep(net, X, Y, lr=lrs, seed=[0, 1], epochs=500, backend="cupy")
+    np.testing.assert_array_equal(got.diverged_epoch, ref.diverged_epoch)
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-9)
 
 
 def test_numpy_backend_refuses_cupy_arrays_clearly():

@@ -1,0 +1,164 @@
+"""CUDA C kernels generated per architecture, for tiny networks on the GPU.
+
+For the OR gate a training step is a few hundred flops: about 14 CuPy calls would cost
+~15 us of host time each, and CuPy cannot capture cuBLAS in a CUDA graph. So one thread
+trains one network for many epochs inside one launch, with the layer sizes, the number of
+rows, the activations and the loss written in as constants (parameters and activations
+live in registers). ``nnkit_fit`` trains one network (one thread); ``nnkit_sweep`` trains
+one configuration per thread. The math and its order are those of the NumPy reference.
+
+The source is plain C++ apart from ``__global__``/``blockIdx``; the tests compile it with
+the host C++ compiler and a tiny prelude to check it against the NumPy backend on CPU.
+"""
+from __future__ import annotations
+
+_ACT = {
+    "sigmoid": "sigmoid_(s)",
+    "tanh": "tanh(s)",
+    "relu": "(s > (T)0 ? s : (T)0)",
+    "linear": "s",
+}
+_DERIV = {
+    "sigmoid": "(a - a * a) * g",
+    "tanh": "((T)1 - a * a) * g",
+    "relu": "(a > (T)0 ? g : (T)0)",
+    "linear": "g",
+}
+
+_PRELUDE = """typedef {ctype} T;
+
+__device__ inline T sigmoid_(T s) {{
+    // exp(min(z, 0)) / (1 + exp(-|z|)): the reference formula, no overflow for any z.
+    T e = exp(-fabs(s));
+    return (s >= (T)0 ? (T)1 : e) / ((T)1 + e);
+}}
+"""
+
+
+def _params(sizes):
+    return ", ".join(f"T* __restrict__ W{l}_, T* __restrict__ b{l}_"
+                     for l in range(len(sizes) - 1))
+
+
+def _body(sizes, acts, loss, n, on_bad):
+    """Statements training one network whose parameters are in W{l}/b{l} (locals)."""
+    L = len(sizes) - 1
+    out = []
+    w = out.append
+    w("    for (int e = 0; e < epochs; ++e) {")
+    w("        const T lr = lrs ? (T)lrs[e] : (T)lr_const;")
+    for l in range(L):
+        i, o, inp = sizes[l], sizes[l + 1], "X" if l == 0 else f"A{l - 1}"
+        w(f"        for (int r = 0; r < {n}; ++r) for (int j = 0; j < {o}; ++j) {{")
+        w("            T s = (T)0;")
+        w(f"            for (int k = 0; k < {i}; ++k) s += {inp}[r * {i} + k] * W{l}[k * {o} + j];")
+        w(f"            s = s + b{l}[j];")
+        w(f"            A{l}[r * {o} + j] = {_ACT[acts[l]]};")
+        w("        }")
+    last, m = f"A{L - 1}", sizes[-1]
+    w("        double total = 0.0;")
+    w(f"        for (int t = 0; t < {n * m}; ++t) {{")
+    w(f"            const T z = {last}[t], y = Y[t];")
+    if loss == "binary_crossentropy":
+        w("            total += (double)(fmax(z, (T)0) - y * z) + log1p(exp(-fabs((double)z)));")
+        w(f"            G{L - 1}[t] = (sigmoid_(z) - y) / (T){n};")
+    else:
+        w("            const T d = z - y;")
+        w("            total += (double)(d * d);")
+        grad = f"d / (T){n}" if loss == "squared_error" else f"d * (T)(2.0 / {n})"
+        w(f"            G{L - 1}[t] = {grad};")
+    w("        }")
+    div = f"{2 * n}.0" if loss == "squared_error" else f"{n}.0"
+    w(f"        const double loss = total / {div};")
+    w("        losses[e] = loss;")
+    w(f"        if (!isfinite(loss)) {{ {on_bad} }}")
+    for l in range(L - 1, -1, -1):
+        i, o, inp = sizes[l], sizes[l + 1], "X" if l == 0 else f"A{l - 1}"
+        w(f"        for (int t = 0; t < {n * o}; ++t) {{")
+        w(f"            const T a = A{l}[t], g = G{l}[t];")
+        w(f"            G{l}[t] = {_DERIV[acts[l]]};")
+        w("        }")
+        if l > 0:
+            w(f"        for (int r = 0; r < {n}; ++r) for (int k = 0; k < {i}; ++k) {{")
+            w("            T s = (T)0;")
+            w(f"            for (int j = 0; j < {o}; ++j) s += G{l}[r * {o} + j] * W{l}[k * {o} + j];")
+            w(f"            G{l - 1}[r * {i} + k] = s;")
+            w("        }")
+        w(f"        for (int k = 0; k < {i}; ++k) for (int j = 0; j < {o}; ++j) {{")
+        w("            T s = (T)0;")
+        w(f"            for (int r = 0; r < {n}; ++r) s += {inp}[r * {i} + k] * G{l}[r * {o} + j];")
+        w(f"            W{l}[k * {o} + j] -= lr * s;")
+        w("        }")
+        w(f"        for (int j = 0; j < {o}; ++j) {{")
+        w("            T s = (T)0;")
+        w(f"            for (int r = 0; r < {n}; ++r) s += G{l}[r * {o} + j];")
+        w(f"            b{l}[j] -= lr * s;")
+        w("        }")
+    w("    }")
+    return out
+
+
+def _locals(sizes, n):
+    out = []
+    for l in range(len(sizes) - 1):
+        i, o = sizes[l], sizes[l + 1]
+        out.append(f"    T W{l}[{i * o}], b{l}[{o}], A{l}[{n * o}], G{l}[{n * o}];")
+    return out
+
+
+def _copy(sizes, into_locals, offset):
+    out = []
+    for l in range(len(sizes) - 1):
+        i, o = sizes[l], sizes[l + 1]
+        for name, size in ((f"W{l}", i * o), (f"b{l}", o)):
+            src, dst = (f"{name}_[{offset} * {size} + t]", f"{name}[t]")
+            if not into_locals:
+                src, dst = dst, src
+            out.append(f"    for (int t = 0; t < {size}; ++t) {dst} = {src};")
+    return out
+
+
+def fit_source(sizes, acts, loss, n, dtype):
+    """``nnkit_fit(X, Y, W0, b0, ..., lrs, lr_const, epochs, losses, done)``: one thread
+    trains one network for ``epochs`` full-batch epochs at rates ``lrs`` (or ``lr_const``
+    when ``lrs`` is null); ``done[0]`` = epochs run (it stops after the first non-finite
+    loss, before that epoch's update)."""
+    ctype = "float" if dtype == "float32" else "double"
+    lines = [_PRELUDE.format(ctype=ctype),
+             f'extern "C" __global__ void nnkit_fit(const T* __restrict__ X, '
+             f"const T* __restrict__ Y, {_params(sizes)}, const double* __restrict__ lrs, "
+             "double lr_const, int epochs, double* __restrict__ losses, "
+             "int* __restrict__ done) {",
+             "    if (blockIdx.x * blockDim.x + threadIdx.x != 0) return;"]
+    lines += _locals(sizes, n) + _copy(sizes, True, 0)
+    stop = " ".join(_copy(sizes, False, 0)) + " done[0] = e + 1; return;"
+    lines += _body(sizes, acts, loss, n, on_bad=stop)
+    lines += _copy(sizes, False, 0) + ["    done[0] = epochs;", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_source(sizes, acts, loss, n, dtype):
+    """``nnkit_sweep(X, Y, W0, b0, ..., lrs, epochs, losses, diverged, C)``: thread c
+    trains configuration c: W{l} (C, i, o), lrs and losses (C, epochs), diverged (C,)
+    set to the first epoch with a non-finite loss (parameters kept from before it)."""
+    ctype = "float" if dtype == "float32" else "double"
+    lines = [_PRELUDE.format(ctype=ctype),
+             f'extern "C" __global__ void nnkit_sweep(const T* __restrict__ X, '
+             f"const T* __restrict__ Y, {_params(sizes)}, const double* __restrict__ lrs_, "
+             "int epochs, double* __restrict__ losses_, long long* __restrict__ diverged, "
+             "int C) {",
+             "    const double lr_const = 0.0;"
+             "    const int c = blockIdx.x * blockDim.x + threadIdx.x;",
+             "    if (c >= C) return;",
+             "    const double* lrs = lrs_ + (long long)c * epochs;",
+             "    double* losses = losses_ + (long long)c * epochs;"]
+    lines += _locals(sizes, n) + _copy(sizes, True, "c")
+    stop = " ".join(_copy(sizes, False, "c")) + " diverged[c] = e; return;"
+    lines += _body(sizes, acts, loss, n, on_bad=stop)
+    lines += _copy(sizes, False, "c") + ["    diverged[c] = -1;", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def kernel_args(sizes):
+    """Names of the generated kernels' parameter arrays, in order (for drivers)."""
+    return [name for l in range(len(sizes) - 1) for name in (f"W{l}", f"b{l}")]
