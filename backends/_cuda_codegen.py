@@ -40,13 +40,13 @@ def _params(sizes):
                      for l in range(len(sizes) - 1))
 
 
-def _body(sizes, acts, loss, n, on_bad):
+def _body(sizes, acts, loss, n, on_bad, lr_expr):
     """Statements training one network whose parameters are in W{l}/b{l} (locals)."""
     L = len(sizes) - 1
     out = []
     w = out.append
     w("    for (int e = 0; e < epochs; ++e) {")
-    w("        const T lr = lrs ? (T)lrs[e] : (T)lr_const;")
+    w(f"        const T lr = {lr_expr};")
     for l in range(L):
         i, o, inp = sizes[l], sizes[l + 1], "X" if l == 0 else f"A{l - 1}"
         w(f"        for (int r = 0; r < {n}; ++r) for (int j = 0; j < {o}; ++j) {{")
@@ -132,29 +132,30 @@ def fit_source(sizes, acts, loss, n, dtype):
              "    if (blockIdx.x * blockDim.x + threadIdx.x != 0) return;"]
     lines += _locals(sizes, n) + _copy(sizes, True, 0)
     stop = " ".join(_copy(sizes, False, 0)) + " done[0] = e + 1; return;"
-    lines += _body(sizes, acts, loss, n, on_bad=stop)
+    lines += _body(sizes, acts, loss, n, on_bad=stop,
+                   lr_expr="lrs ? (T)lrs[e] : (T)lr_const")
     lines += _copy(sizes, False, 0) + ["    done[0] = epochs;", "}"]
     return "\n".join(lines) + "\n"
 
 
 def sweep_source(sizes, acts, loss, n, dtype):
-    """``nnkit_sweep(X, Y, W0, b0, ..., lrs, epochs, losses, diverged, C)``: thread c
-    trains configuration c: W{l} (C, i, o), lrs and losses (C, epochs), diverged (C,)
-    set to the first epoch with a non-finite loss (parameters kept from before it)."""
+    """``nnkit_sweep(X, Y, W0, b0, ..., lrs, factors, epochs, losses, diverged, C)``:
+    thread c trains configuration c at rate ``lrs[c] * factors[e]``: W{l} (C, i, o),
+    losses (C, epochs), diverged (C,) set to the first epoch with a non-finite loss
+    (parameters kept from before it)."""
     ctype = "float" if dtype == "float32" else "double"
     lines = [_PRELUDE.format(ctype=ctype),
              f'extern "C" __global__ void nnkit_sweep(const T* __restrict__ X, '
-             f"const T* __restrict__ Y, {_params(sizes)}, const double* __restrict__ lrs_, "
-             "int epochs, double* __restrict__ losses_, long long* __restrict__ diverged, "
-             "int C) {",
-             "    const double lr_const = 0.0;"
+             f"const T* __restrict__ Y, {_params(sizes)}, const double* __restrict__ lrs, "
+             "const double* __restrict__ factors, int epochs, double* __restrict__ losses_, "
+             "long long* __restrict__ diverged, int C) {",
              "    const int c = blockIdx.x * blockDim.x + threadIdx.x;",
              "    if (c >= C) return;",
-             "    const double* lrs = lrs_ + (long long)c * epochs;",
+             "    const double lr_c = lrs[c];",
              "    double* losses = losses_ + (long long)c * epochs;"]
     lines += _locals(sizes, n) + _copy(sizes, True, "c")
     stop = " ".join(_copy(sizes, False, "c")) + " diverged[c] = e; return;"
-    lines += _body(sizes, acts, loss, n, on_bad=stop)
+    lines += _body(sizes, acts, loss, n, on_bad=stop, lr_expr="(T)(lr_c * factors[e])")
     lines += _copy(sizes, False, "c") + ["    diverged[c] = -1;", "}"]
     return "\n".join(lines) + "\n"
 

@@ -162,27 +162,30 @@ def _fit_source(sizes, acts, loss, n):
 
 
 def _minibatch_source(sizes, acts, loss, n, batch):
-    """train_many(X, Y, W0, b0, ..., lrs, orders, use_order, losses, diverged): mini-batch
-    epochs of C networks, one per prange iteration; W{l} (C, i, o), lrs (C, E),
-    orders (C, E, n) sample orders (or a dummy when use_order is False)."""
+    """train_many(X, Y, W0, b0, ..., lrs, factors, orders, use_order, losses, diverged):
+    mini-batch epochs of C networks, one per prange iteration; W{l} (C, i, o), lrs (C,)
+    base rates, factors (E,) schedule factors, orders (C, E, n) sample orders (or a dummy
+    when use_order is False)."""
     L = len(sizes) - 1
     params = ", ".join(f"W{l}, b{l}" for l in range(L))
     per = ", ".join(f"W{l}[c], b{l}[c]" for l in range(L))
     w = _Src()
     w("@njit(cache=True, parallel=True, error_model='numpy')")
-    w.block(f"def train_many(X, Y, {params}, lrs, orders, use_order, losses, diverged):")
+    w.block(f"def train_many(X, Y, {params}, lrs, factors, orders, use_order, losses, "
+            "diverged):")
     w.block("for c in prange(W0.shape[0]):")
-    w(f"diverged[c] = _train_one(X, Y, {per}, lrs[c], orders[c], use_order, losses[c])")
+    w(f"diverged[c] = _train_one(X, Y, {per}, lrs[c], factors, orders[c], use_order, "
+      "losses[c])")
     w.end(2)
     w("")
     w("")
     w("@njit(cache=True, error_model='numpy')")
-    w.block(f"def _train_one(X, Y, {params}, lrs, orders, use_order, losses):")
+    w.block(f"def _train_one(X, Y, {params}, lr_c, factors, orders, use_order, losses):")
     _alloc_lines(w, sizes, batch)
     w(f"Xb = np.empty(({batch}, {sizes[0]}), DT)")
     w(f"Yb = np.empty(({batch}, {sizes[-1]}), DT)")
-    w.block("for e in range(lrs.shape[0]):")
-    w("lr = DT(lrs[e])")
+    w.block("for e in range(factors.shape[0]):")
+    w("lr = DT(lr_c * factors[e])")
     w("epoch_loss = 0.0")
     w.block(f"for start in range(0, {n}, {batch}):")
     w(f"nb = min({batch}, {n} - start)")
@@ -202,21 +205,22 @@ def _minibatch_source(sizes, acts, loss, n, batch):
 
 
 def _many_source(sizes, acts, loss, n, block):
-    """train_many(X, Y, W0, b0, ..., lrs, losses, diverged): blocks of `block`
-    configurations, configuration axis last; W{l} (nblk, i, o, B), lrs (nblk, E, B)."""
+    """train_many(X, Y, W0, b0, ..., lrs, factors, losses, diverged): blocks of `block`
+    configurations, configuration axis last; W{l} (nblk, i, o, B), lrs (nblk, B) base
+    rates, factors (E,) schedule factors, losses (nblk, E, B)."""
     L = len(sizes) - 1
     B = block
     params = ", ".join(f"W{l}, b{l}" for l in range(L))
     w = _Src()
     w("@njit(cache=True, parallel=True, error_model='numpy')")
-    w.block(f"def train_many(X, Y, {params}, lrs, losses, diverged):")
+    w.block(f"def train_many(X, Y, {params}, lrs, factors, losses, diverged):")
     w.block("for blk in prange(W0.shape[0]):")
     w(f"_train_block(X, Y, {', '.join(f'W{l}[blk], b{l}[blk]' for l in range(L))}, "
-      "lrs[blk], losses[blk], diverged[blk])")
+      "lrs[blk], factors, losses[blk], diverged[blk])")
     w.end(2)
     w("")
     w("@njit(cache=True, error_model='numpy')")
-    w.block(f"def _train_block(X, Y, {params}, lrs, losses, div):")
+    w.block(f"def _train_block(X, Y, {params}, lrs, factors, losses, div):")
     for l in range(L):
         o = sizes[l + 1]
         w(f"A{l} = np.empty(({n}, {o}, {B}), DT)")
@@ -225,7 +229,7 @@ def _many_source(sizes, acts, loss, n, block):
     w(f"acc = np.empty({B}, DT)")
     w(f"ok = np.empty({B}, np.bool_)")
     w(f"lr = np.empty({B}, DT)")
-    w.block("for e in range(lrs.shape[0]):")
+    w.block("for e in range(factors.shape[0]):")
     for l in range(L):  # forward, configurations innermost
         i, o = sizes[l], sizes[l + 1]
         w.block(f"for r in range({n}):").block(f"for j in range({o}):")
@@ -260,7 +264,7 @@ def _many_source(sizes, acts, loss, n, block):
     w.block("if active and not good:")("div[c] = e").end()
     w("losses[e, c] = v if (active or div[c] == e) else np.nan")
     w("ok[c] = good")
-    w("lr[c] = lrs[e, c] if good else DT(0.0)")
+    w("lr[c] = DT(lrs[c] * factors[e]) if good else DT(0.0)")
     w.end()
     for l in range(L - 1, -1, -1):  # backward and update, layer by layer
         i, o = sizes[l], sizes[l + 1]

@@ -318,24 +318,27 @@ class Backend:
         return buf.Xb, buf.Yb
 
     # ------------------------------------------------------------------ sweeps
-    def train_many(self, params, activations, loss, X, Y, lrs, batch_size=None, orders=None):
+    def train_many(self, params, activations, loss, X, Y, lrs, factors, batch_size=None,
+                   orders=None):
         """Train C independent networks of one architecture together.
 
         params: list of (W (C, i, o), b (C, o)) backend arrays, updated in place.
-        lrs: (C, epochs) host rates. orders: None or (C, epochs, n) host sample orders.
+        lrs: (C,) host base rates; factors: (epochs,) host schedule factors; configuration
+        c trains epoch e at ``lrs[c] * factors[e]`` (float64, as ``fit`` computes it).
+        orders: None or (C, epochs, n) host sample orders.
         A configuration whose batch loss is not finite is frozen before that update.
         Returns (losses (C, epochs) NumPy float64, NaN after divergence;
         diverged_epoch (C,) NumPy int, -1 where it never diverged).
         """
         xp = self.xp
-        C, epochs = lrs.shape
+        C, epochs = len(lrs), len(factors)
         n = X.shape[0]
         bs = n if batch_size is None or batch_size >= n else batch_size
         dtype = params[0][0].dtype
         losses = xp.zeros((C, epochs), dtype=numpy.float64)
         active = xp.ones(C, dtype=bool)
         diverged = xp.full(C, -1, dtype=numpy.int64)
-        lr_dev = self.asarray(lrs, dtype=dtype)
+        lr_dev = self.asarray(lrs, dtype=numpy.float64)
         order_dev = None if orders is None else self.asarray(orders)
         # Diverging configurations overflow on the way; they are frozen and reported.
         with numpy.errstate(over="ignore", invalid="ignore"):
@@ -353,7 +356,7 @@ class Backend:
                     ok = active & xp.isfinite(batch_loss)
                     diverged = xp.where(active & ~ok, e, diverged)
                     active = ok
-                    step = xp.where(ok, lr_dev[:, e], 0)
+                    step = xp.where(ok, (lr_dev * float(factors[e])).astype(dtype), 0)
                     for (W, b), (dW, db) in zip(params, grads):
                         dW *= step[:, None, None]
                         db *= step[:, None]

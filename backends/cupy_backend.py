@@ -188,15 +188,17 @@ class CupyBackend(Backend):
             losses, done))
         return self.to_numpy(losses)
 
-    def train_many(self, params, activations, loss, X, Y, lrs, batch_size=None, orders=None):
+    def train_many(self, params, activations, loss, X, Y, lrs, factors, batch_size=None,
+                   orders=None):
         n = X.shape[0]
         sizes = self._sizes(params)
         full = batch_size is None or batch_size >= n
         if not (full and self._tiny(sizes, n) and X.flags.c_contiguous):
-            return super().train_many(params, activations, loss, X, Y, lrs, batch_size, orders)
+            return super().train_many(params, activations, loss, X, Y, lrs, factors,
+                                      batch_size, orders)
         from ._cuda_codegen import sweep_source
         xp = self.xp
-        C, epochs = lrs.shape
+        C, epochs = len(lrs), len(factors)
         kernel = self._raw(sweep_source(sizes, activations, loss, n, params[0][0].dtype.name),
                            "nnkit_sweep")
         losses = xp.full((C, epochs), np.nan, dtype=xp.float64)
@@ -204,6 +206,7 @@ class CupyBackend(Backend):
         flat = [a for pair in params for a in pair]
         blocks = -(-C // SWEEP_THREADS)
         kernel((blocks,), (SWEEP_THREADS,), (
-            X, Y, *flat, xp.asarray(lrs, dtype=xp.float64), np.int32(epochs), losses,
-            diverged, np.int32(C)))
+            X, Y, *flat, xp.asarray(lrs, dtype=xp.float64),
+            xp.asarray(factors, dtype=xp.float64), np.int32(epochs), losses, diverged,
+            np.int32(C)))
         return self.to_numpy(losses), self.to_numpy(diverged)

@@ -231,35 +231,39 @@ class NumbaBackend(Backend):
                             buf.Xb, buf.Yb, As, Gs, dWs, dbs, losses)
         return losses
 
-    def train_many(self, params, activations, loss, X, Y, lrs, batch_size=None, orders=None):
+    def train_many(self, params, activations, loss, X, Y, lrs, factors, batch_size=None,
+                   orders=None):
         n = X.shape[0]
         sizes = self._sizes(params)
         full = batch_size is None or batch_size >= n
         if not full and self._codegen_ok(sizes, min(batch_size, CODEGEN_MAX_ROWS), X):
-            return self._train_many_minibatch(params, activations, loss, X, Y, lrs,
+            return self._train_many_minibatch(params, activations, loss, X, Y, lrs, factors,
                                               batch_size, orders)
         if not (full and self._codegen_ok(sizes, n, X)):
-            return super().train_many(params, activations, loss, X, Y, lrs, batch_size, orders)
+            return super().train_many(params, activations, loss, X, Y, lrs, factors,
+                                      batch_size, orders)
         from ._numba_codegen import from_blocks, many_kernel, to_blocks
         dtype = params[0][0].dtype
-        C, epochs = lrs.shape
+        C, epochs = len(lrs), len(factors)
         block = _many_block(n, sizes, dtype.itemsize)
         kernel = many_kernel(sizes, activations, loss, n, dtype.name, block)
         blocked = [(to_blocks(W, block), to_blocks(b, block)) for W, b in params]
-        rates = to_blocks(np.asarray(lrs, dtype=dtype), block)
-        losses = np.full(rates.shape, np.nan)
+        rates = to_blocks(np.asarray(lrs, dtype=np.float64), block)
+        losses = np.full((rates.shape[0], epochs, block), np.nan)
         diverged = np.full((rates.shape[0], block), -1, dtype=np.int64)
-        kernel(X, Y, *(a for pair in blocked for a in pair), rates, losses, diverged)
+        kernel(X, Y, *(a for pair in blocked for a in pair), rates,
+               np.ascontiguousarray(factors, dtype=np.float64), losses, diverged)
         for (W, b), (Wb, bb) in zip(params, blocked):
             np.copyto(W, from_blocks(Wb, C))
             np.copyto(b, from_blocks(bb, C))
         return from_blocks(losses, C), from_blocks(diverged, C)
 
-    def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, batch_size, orders):
+    def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, factors, batch_size,
+                              orders):
         """Each configuration runs the generated mini-batch loop; prange over them."""
         from ._numba_codegen import minibatch_kernel
         n = X.shape[0]
-        C, epochs = lrs.shape
+        C, epochs = len(lrs), len(factors)
         dtype = params[0][0].dtype
         kernel = minibatch_kernel(self._sizes(params), activations, loss, n, dtype.name,
                                   batch_size)
@@ -269,7 +273,9 @@ class NumbaBackend(Backend):
         losses = np.full((C, epochs), np.nan)
         diverged = np.full(C, -1, dtype=np.int64)
         kernel(X, Y, *(a for pair in params for a in pair),
-               np.ascontiguousarray(lrs, dtype=np.float64), orders, use_order, losses, diverged)
+               np.ascontiguousarray(lrs, dtype=np.float64),
+               np.ascontiguousarray(factors, dtype=np.float64), orders, use_order, losses,
+               diverged)
         return losses, diverged
 
 

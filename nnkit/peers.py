@@ -133,18 +133,6 @@ def make_torch_epochs(w, dtype):
     return go
 
 
-def available(name):
-    try:
-        __import__({"torch": "torch", "jax": "jax"}[name])
-        return True
-    except ImportError:
-        return False
-
-
-def jax_version():
-    import jax
-    return jax.__version__ + " " + np.__version__
-
 
 def make_jax_sweep(w, dtype, lrs, epochs):
     """``jit(scan(vmap(step)))``: one full-batch step of every network per scan step."""
@@ -184,14 +172,15 @@ def make_jax_sweep(w, dtype, lrs, epochs):
     return go
 
 
-def make_torch_sweep(w, dtype, lrs, epochs):
-    """Stacked weights and ``bmm`` with hand-written gradients (PyTorch, CPU)."""
+def make_torch_sweep(w, dtype, lrs, epochs, device="cpu"):
+    """Stacked weights and ``bmm`` with hand-written gradients (PyTorch)."""
     import torch
-    X, Y = (torch.tensor(a) for a in w.data(dtype))
+    X, Y = (torch.tensor(a, device=device) for a in w.data(dtype))
     nets = len(lrs)
-    params = [(torch.tensor(np.repeat(W[None], nets, 0)), torch.tensor(np.repeat(b[None], nets, 0)))
+    params = [(torch.tensor(np.repeat(W[None], nets, 0), device=device),
+               torch.tensor(np.repeat(b[None], nets, 0), device=device))
               for W, b in _init(w, dtype)]
-    rates = torch.tensor(np.asarray(lrs, dtype=dtype))[:, None, None]
+    rates = torch.tensor(np.asarray(lrs, dtype=dtype), device=device)[:, None, None]
     Xs, Ys = X.expand(nets, *X.shape), Y.expand(nets, *Y.shape)
     n = X.shape[0]
 
@@ -210,5 +199,6 @@ def make_torch_sweep(w, dtype, lrs, epochs):
                 W.sub_(rates * torch.bmm(acts[i].transpose(1, 2), g))
                 b.sub_(rates[:, 0] * g.sum(1))
                 g = dX
+        _torch_sync(torch, device)()
 
     return go

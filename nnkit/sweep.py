@@ -98,13 +98,13 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
         stacked = [(be.asarray(np.stack([init[c["seed"]][i][0] for c in part]), net.dtype),
                     be.asarray(np.stack([init[c["seed"]][i][1] for c in part]), net.dtype))
                    for i in range(len(net.layers))]
-        rates = np.stack([c["lr"] * factor for c in part])
+        rates = np.array([c["lr"] for c in part], dtype=np.float64)
         orders = None
         if batch_size is not None and shuffle:
             # The same host stream as Network.fit draws from for that seed.
             orders = np.stack([_orders(c["seed"], epochs, n) for c in part])
         loss, div = be.train_many(stacked, work._state.activations, net.loss, Xd, Yd, rates,
-                                  batch_size, orders)
+                                  factor, batch_size, orders)
         losses.append(loss)
         diverged.append(div)
         host = [(be.to_numpy(W), be.to_numpy(b)) for W, b in stacked]

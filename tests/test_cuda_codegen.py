@@ -37,11 +37,11 @@ def build(tmp_path, source, kernel, sizes):
         }}"""
     else:
         driver = f"""extern "C" void drive(const T* X, const T* Y, {arrays}, const double* lrs,
-            int epochs, double* losses, long long* diverged, int C) {{
+            const double* factors, int epochs, double* losses, long long* diverged, int C) {{
             blockDim.x = 1; threadIdx.x = 0;
             for (int c = 0; c < C; ++c) {{
                 blockIdx.x = c;
-                nnkit_sweep(X, Y, {passed}, lrs, epochs, losses, diverged, C);
+                nnkit_sweep(X, Y, {passed}, lrs, factors, epochs, losses, diverged, C);
             }}
         }}"""
     src = tmp_path / f"{kernel}.cpp"
@@ -110,25 +110,27 @@ def test_fit_kernel_single_step_with_a_constant_rate(tmp_path):
     np.testing.assert_allclose(params[0], ref.get_params()[0][0], rtol=1e-12)
 
 
-def test_sweep_kernel_matches_numpy_sweep_including_divergence(tmp_path):
+def test_sweep_kernel_matches_numpy_sweep_with_schedule_and_divergence(tmp_path):
     sizes, acts = (2, 4, 1), ("relu", "linear")
     X, Y = nnkit.datasets.or_gate()
     Y = Y * 1e3
     template = network(sizes, acts, "mse")
     lrs = [1e-4, 1e-3, 40.0]
     seeds = [0, 3]
-    ref = nnkit.sweep(template, X, Y, lr=lrs, seed=seeds, epochs=200)
+    schedule = nnkit.InverseTime(0.01)
+    ref = nnkit.sweep(template, X, Y, lr=lrs, seed=seeds, epochs=200, lr_schedule=schedule)
     drive = build(tmp_path, cg.sweep_source(sizes, acts, "mse", 4, "float64"), "nnkit_sweep",
                   sizes)
     C = len(ref.configs)
     init = {s: network(sizes, acts, "mse", seed=s).get_params() for s in seeds}
     stacked = [np.ascontiguousarray(np.stack([init[c["seed"]][l][k] for c in ref.configs]))
                for l in range(2) for k in range(2)]
-    rates = np.stack([np.full(200, c["lr"]) for c in ref.configs])
+    rates = np.array([c["lr"] for c in ref.configs])
+    factors = schedule.rates(1.0, 200)
     losses = np.full((C, 200), np.nan)
     diverged = np.zeros(C, dtype=np.int64)
-    drive(ptr(X), ptr(Y), *map(ptr, stacked), ptr(rates), ctypes.c_int(200), ptr(losses),
-          ptr(diverged), ctypes.c_int(C))
+    drive(ptr(X), ptr(Y), *map(ptr, stacked), ptr(rates), ptr(factors), ctypes.c_int(200),
+          ptr(losses), ptr(diverged), ctypes.c_int(C))
     np.testing.assert_array_equal(diverged, ref.diverged_epoch)
     assert ref.diverged.any() and not ref.diverged.all()
     for i in range(C):
