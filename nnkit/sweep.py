@@ -9,7 +9,7 @@ import numpy as np
 
 from .config import get_backend
 from .schedules import get_schedule
-from .validation import check_positive_float, check_positive_int
+from .validation import check_positive_int
 
 # Configurations are trained in chunks whose arrays fit in about this many bytes.
 MEMORY_BUDGET = 512 * 2 ** 20
@@ -21,15 +21,20 @@ class SweepResult:
 
     configs: list of ``{"lr": ..., "seed": ...}``; loss: (n_configs, epochs) per-epoch
     training loss (NaN after a configuration diverged); diverged_epoch: (n_configs,)
-    epoch of the first non-finite loss, -1 if none; params: per configuration
-    ``[(W, b), ...]`` NumPy arrays (diverged ones keep their last finite values).
+    epoch of the first non-finite loss, -1 if none; params[i]: configuration i's
+    ``[(W, b), ...]`` as NumPy arrays (diverged ones keep their last finite values);
+    stacked: ``[(W (n_configs, n_in, n_out), b (n_configs, n_out)), ...]``.
     """
 
     template: object
     configs: list
     loss: np.ndarray
     diverged_epoch: np.ndarray
-    params: list
+    stacked: list
+
+    @property
+    def params(self):
+        return _PerConfig(self.stacked)
 
     @property
     def diverged(self):
@@ -70,7 +75,7 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     from .network import Network
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a template nnkit.Network, got {type(net).__name__}")
-    lrs = [check_positive_float("lr", v) for v in np.atleast_1d(lr).tolist()]
+    lrs = _rates(lr)
     seeds = [net.seed] if seed is None else list(np.atleast_1d(seed).tolist())
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
@@ -85,20 +90,25 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     n = Xd.shape[0]
     if batch_size is not None and batch_size >= n:
         batch_size = None
-    configs = [{"lr": a, "seed": s} for s, a in itertools.product(seeds, lrs)]
+    configs = [{"lr": a, "seed": s} for s, a in itertools.product(seeds, lrs.tolist())]
     factor = schedule.rates(1.0, epochs)
     if chunk_size is None:
         chunk_size = max(1, MEMORY_BUDGET // _bytes_per_config(net, n, batch_size))
     chunk_size = check_positive_int("chunk_size", chunk_size)
-    losses, diverged, params = [], [], []
-    init = {s: Network(net.layers, loss=net.loss, dtype=net.dtype, seed=s,
-                       backend="numpy").get_params() for s in seeds}
+    losses, diverged, params = [], [], [[] for _ in net.layers]
+    # Initial parameters per seed, stacked (n_seeds, ...), gathered per configuration.
+    init = [Network(net.layers, loss=net.loss, dtype=net.dtype, seed=s,
+                    backend="numpy").get_params() for s in seeds]
+    init = [(np.stack([p[i][0] for p in init]), np.stack([p[i][1] for p in init]))
+            for i in range(len(net.layers))]
+    seed_of = np.repeat(np.arange(len(seeds)), len(lrs))  # configs: seeds x lrs, lr fastest
+    all_rates = np.tile(np.asarray(lrs, dtype=np.float64), len(seeds))
     for lo in range(0, len(configs), chunk_size):
         part = configs[lo:lo + chunk_size]
-        stacked = [(be.asarray(np.stack([init[c["seed"]][i][0] for c in part]), net.dtype),
-                    be.asarray(np.stack([init[c["seed"]][i][1] for c in part]), net.dtype))
-                   for i in range(len(net.layers))]
-        rates = np.array([c["lr"] for c in part], dtype=np.float64)
+        which = seed_of[lo:lo + chunk_size]
+        stacked = [(be.asarray(W[which], net.dtype), be.asarray(b[which], net.dtype))
+                   for W, b in init]
+        rates = all_rates[lo:lo + chunk_size]
         orders = None
         if batch_size is not None and shuffle:
             # The same host stream as Network.fit draws from for that seed.
@@ -107,10 +117,40 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
                                   factor, batch_size, orders)
         losses.append(loss)
         diverged.append(div)
-        host = [(be.to_numpy(W), be.to_numpy(b)) for W, b in stacked]
-        params += [[(np.array(W[k]), np.array(b[k])) for W, b in host]
-                   for k in range(len(part))]
-    return SweepResult(net, configs, np.concatenate(losses), np.concatenate(diverged), params)
+        for i, (W, b) in enumerate(stacked):
+            params[i].append((np.asarray(be.to_numpy(W)), np.asarray(be.to_numpy(b))))
+    stacked = [(np.concatenate([W for W, _ in layer]), np.concatenate([b for _, b in layer]))
+               for layer in params]
+    return SweepResult(net, configs, np.concatenate(losses), np.concatenate(diverged), stacked)
+
+
+class _PerConfig:
+    """``params[i]`` views into the stacked arrays, made on demand."""
+
+    def __init__(self, stacked):
+        self._stacked = stacked
+
+    def __len__(self):
+        return self._stacked[0][0].shape[0]
+
+    def __getitem__(self, i):
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"configuration {i} out of range for {len(self)}")
+        return [(W[i], b[i]) for W, b in self._stacked]
+
+
+def _rates(lr):
+    """Learning rates as a 1-D float64 array, each finite and > 0 (checked at once)."""
+    try:
+        rates = np.atleast_1d(np.asarray(lr, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(f"lr: expected finite numbers > 0, got {lr!r}") from None
+    if rates.ndim != 1 or rates.size == 0 or isinstance(lr, (bool, str)):
+        raise ValueError(f"lr: expected a number or a 1-D list of numbers, got {lr!r}")
+    bad = ~(np.isfinite(rates) & (rates > 0))
+    if bad.any():
+        raise ValueError(f"lr: expected finite numbers > 0, got {float(rates[bad][0])!r}")
+    return rates
 
 
 def _orders(seed, epochs, n):

@@ -79,8 +79,14 @@ def test_result_network_and_best(backend):
 
 def test_sweep_rejects_bad_input():
     X, Y = nnkit.datasets.or_gate()
-    with pytest.raises(ValueError, match="lr: expected a finite number > 0"):
+    with pytest.raises(ValueError, match="lr: expected finite numbers > 0, got -1.0"):
         nnkit.sweep(template("numpy"), X, Y, lr=[0.1, -1])
+    with pytest.raises(ValueError, match="lr: expected finite numbers > 0, got nan"):
+        nnkit.sweep(template("numpy"), X, Y, lr=[float("nan")])
+    with pytest.raises(ValueError, match="lr: expected a number or a 1-D list"):
+        nnkit.sweep(template("numpy"), X, Y, lr=[[0.1]])
+    with pytest.raises(ValueError, match="lr: expected finite numbers"):
+        nnkit.sweep(template("numpy"), X, Y, lr=["fast"])
     with pytest.raises(ValueError, match="seed: expected integers"):
         nnkit.sweep(template("numpy"), X, Y, lr=[0.1], seed=[-2])
     with pytest.raises(TypeError, match="net: expected a template"):
