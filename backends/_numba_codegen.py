@@ -356,40 +356,26 @@ def _header(spec, dtype, n):
     return _HEADER.format(spec=spec, dtype=dtype, n=n, expf=expf, mathhash=_MATH_HASH) + "\n\n"
 
 
-@functools.lru_cache(maxsize=None)
-def _fit_kernel(sizes, acts, loss, n, dtype):
-    spec = f"fit {list(sizes)} {acts} {loss} n={n} {dtype}"
-    src = _header(spec, dtype, n) + _fit_source(sizes, acts, loss, n)
-    return _load(src, spec).train_epochs
+_SOURCES = {  # kind -> (source generator, kernel function name)
+    "fit": (_fit_source, "train_epochs"),
+    "many": (_many_source, "train_many"),
+    "minibatch": (_minibatch_source, "train_many"),
+}
 
 
-def fit_kernel(sizes, acts, loss, n, dtype):
-    """The generated full-batch ``train_epochs`` for this architecture and row count."""
-    return _fit_kernel(tuple(sizes), tuple(acts), loss, n, dtype)
-
-
-def minibatch_kernel(sizes, acts, loss, n, dtype, batch):
-    """The generated mini-batch sweep kernel: prange over configurations."""
-    return _minibatch_kernel(tuple(sizes), tuple(acts), loss, n, dtype, batch)
+def kernel(kind, sizes, acts, loss, n, dtype, extra=None):
+    """The generated kernel of ``kind``: ``"fit"`` (full-batch epochs of one network),
+    ``"many"`` (full-batch sweep; extra = configurations per block) or ``"minibatch"``
+    (mini-batch sweep; extra = batch size), for this architecture and row count."""
+    return _kernel(kind, tuple(sizes), tuple(acts), loss, n, dtype, extra)
 
 
 @functools.lru_cache(maxsize=None)
-def _minibatch_kernel(sizes, acts, loss, n, dtype, batch):
-    spec = f"minibatch {list(sizes)} {acts} {loss} n={n} {dtype} batch={batch}"
-    src = _header(spec, dtype, n) + _minibatch_source(sizes, acts, loss, n, batch)
-    return _load(src, spec).train_many
-
-
-def many_kernel(sizes, acts, loss, n, dtype, block):
-    """The generated full-batch sweep kernel (configuration blocks of ``block``)."""
-    return _many_kernel(tuple(sizes), tuple(acts), loss, n, dtype, block)
-
-
-@functools.lru_cache(maxsize=None)
-def _many_kernel(sizes, acts, loss, n, dtype, block):
-    spec = f"many {list(sizes)} {acts} {loss} n={n} {dtype} block={block}"
-    src = _header(spec, dtype, n) + _many_source(sizes, acts, loss, n, block)
-    return _load(src, spec).train_many
+def _kernel(kind, sizes, acts, loss, n, dtype, extra):
+    make, name = _SOURCES[kind]
+    spec = f"{kind} {list(sizes)} {acts} {loss} n={n} {dtype} extra={extra}"
+    args = (sizes, acts, loss, n) if extra is None else (sizes, acts, loss, n, extra)
+    return getattr(_load(_header(spec, dtype, n) + make(*args), spec), name)
 
 
 def to_blocks(a, block):

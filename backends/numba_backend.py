@@ -202,8 +202,8 @@ class NumbaBackend(Backend):
         weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
         if n > CODEGEN_MAX_ROWS or weights > CODEGEN_MAX_WEIGHTS:
             return False
-        from ._numba_codegen import fit_kernel
-        kernel = fit_kernel(sizes, state.activations, state.loss, n, state.dtype.name)
+        from ._numba_codegen import kernel as generated
+        kernel = generated("fit", sizes, state.activations, state.loss, n, state.dtype.name)
         return (kernel, tuple(a for p in state.params for a in p), np.empty(1),
                 np.full(1, np.nan))
 
@@ -211,8 +211,8 @@ class NumbaBackend(Backend):
         n = X.shape[0]
         sizes = self._sizes(state.params)
         if (batch_size is None or batch_size >= n) and self._codegen_ok(sizes, n, X):
-            from ._numba_codegen import fit_kernel
-            kernel = fit_kernel(sizes, state.activations, state.loss, n, state.dtype.name)
+            from ._numba_codegen import kernel as generated
+            kernel = generated("fit", sizes, state.activations, state.loss, n, state.dtype.name)
             losses = np.full(len(lrs), np.nan)
             kernel(X, Y, *(a for pair in state.params for a in pair),
                    np.ascontiguousarray(lrs, dtype=np.float64), losses)
@@ -242,11 +242,11 @@ class NumbaBackend(Backend):
         if not (full and self._codegen_ok(sizes, n, X)):
             return super().train_many(params, activations, loss, X, Y, lrs, factors,
                                       batch_size, orders)
-        from ._numba_codegen import from_blocks, many_kernel, to_blocks
+        from ._numba_codegen import from_blocks, kernel as generated, to_blocks
         dtype = params[0][0].dtype
         C, epochs = len(lrs), len(factors)
         block = _many_block(n, sizes, dtype.itemsize)
-        kernel = many_kernel(sizes, activations, loss, n, dtype.name, block)
+        kernel = generated("many", sizes, activations, loss, n, dtype.name, block)
         blocked = [(to_blocks(W, block), to_blocks(b, block)) for W, b in params]
         rates = to_blocks(np.asarray(lrs, dtype=np.float64), block)
         losses = np.full((rates.shape[0], epochs, block), np.nan)
@@ -261,12 +261,12 @@ class NumbaBackend(Backend):
     def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                               orders):
         """Each configuration runs the generated mini-batch loop; prange over them."""
-        from ._numba_codegen import minibatch_kernel
+        from ._numba_codegen import kernel as generated
         n = X.shape[0]
         C, epochs = len(lrs), len(factors)
         dtype = params[0][0].dtype
-        kernel = minibatch_kernel(self._sizes(params), activations, loss, n, dtype.name,
-                                  batch_size)
+        kernel = generated("minibatch", self._sizes(params), activations, loss, n, dtype.name,
+                           batch_size)
         use_order = orders is not None
         orders = (np.ascontiguousarray(orders, dtype=np.int64) if use_order
                   else np.zeros((C, 1, 1), dtype=np.int64))

@@ -1,8 +1,6 @@
 """``Network``: layers + loss + dtype + seed on one backend, and the one training loop."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from .backends import LOSSES, TrainState
@@ -350,10 +348,3 @@ def _progress_bar(progress, total, initial=0):
     except ImportError:
         return None
     return tqdm(total=total, initial=initial, unit="epoch", leave=False)
-
-
-def timed(fn, *args, **kwargs):
-    """(result, seconds)."""
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
