@@ -147,7 +147,8 @@ def cmd_sweep(args):
     X, Y = _dataset(args)
     net = _build(args)
     t0 = time.perf_counter()
-    res = sweep(net, X, Y, lr=args.lr, seed=list(range(args.seeds)), epochs=args.epochs,
+    res = sweep(net, X, Y, lr=args.lr, seed=list(range(args.seed, args.seed + args.seeds)),
+                epochs=args.epochs,
                 batch_size=args.batch_size, shuffle=args.batch_size is not None)
     dt = time.perf_counter() - t0
     n = len(res.configs)
@@ -170,7 +171,9 @@ def cmd_sweep(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="nnkit", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="nnkit", description="Fully connected networks trained by gradient descent on "
+        "NumPy, Numba or CuPy (NNKIT_BACKEND picks the default backend).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("info", help="backends: usable or why not, versions, device")
@@ -196,7 +199,8 @@ def main(argv=None):
     _add_model_args(p, default_layers="2,2,1")
     p.add_argument("--lr", type=_lr_range, default=_lr_range("0.01:50:64"),
                    help="LO:HI:COUNT log-spaced, or a comma list (default: 0.01:50:64)")
-    p.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 (default: 4)")
+    p.add_argument("--seeds", type=int, default=4,
+                   help="how many seeds: --seed .. --seed+N-1 (default: 4)")
     p.add_argument("--epochs", type=int, default=5000)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--top", type=int, default=5, help="how many best configurations to print")
