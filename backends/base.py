@@ -372,8 +372,20 @@ class Backend:
         """Per-configuration losses (C,) and gradients for stacked parameters.
         X is (nb, i) shared by all configurations, or (C, nb, i)."""
         xp = self.xp
-        inputs = [X]
-        for (W, b), act in zip(params, activations):
+        first = None
+        if X.ndim == 2:
+            # Shared inputs: the first layer of every configuration is one wide layer,
+            # X (n, i) @ [W_1 | ... | W_C] (i, C*o): one big GEMM instead of C small ones.
+            W, b = params[0]
+            C, i, o = W.shape
+            wide = xp.ascontiguousarray(xp.swapaxes(W, 0, 1)).reshape(i, C * o)
+            first = self.dense_forward(X, wide, b.reshape(C * o), activations[0])
+            inputs = [X, first.reshape(-1, C, o).transpose(1, 0, 2)]
+            rest = zip(params[1:], activations[1:])
+        else:
+            inputs = [X]
+            rest = zip(params, activations)
+        for (W, b), act in rest:
             inputs.append(self.dense_forward(inputs[-1], W, b[:, None, :], act))
         out = inputs[-1]
         nb = out.shape[-2]
@@ -389,11 +401,24 @@ class Backend:
             value = total / (2 * nb) if loss == "squared_error" else total / nb
             G = d / nb if loss == "squared_error" else d * (2.0 / nb)
         grads = [None] * len(params)
-        for i in range(len(params) - 1, -1, -1):
+        for i in range(len(params) - 1, 0 if first is not None else -1, -1):
             dZ = self.activation_backward(G, inputs[i + 1], activations[i])
             prev = inputs[i]
             dW = xp.matmul(xp.swapaxes(prev, -1, -2), dZ)
             grads[i] = (dW, xp.sum(dZ, axis=-2))
-            if i:
+            if i == 1 and first is not None:
+                # dA of the wide first layer, written straight into its (n, C, o) layout.
+                C, n, o = prev.shape
+                G = xp.empty((n, C, o), dtype=dZ.dtype)
+                xp.matmul(dZ, xp.swapaxes(params[1][0], -1, -2), out=G.transpose(1, 0, 2))
+            elif i:
                 G = xp.matmul(dZ, xp.swapaxes(params[i][0], -1, -2))
+        if first is not None:
+            W = params[0][0]
+            C, i, o = W.shape
+            if len(params) == 1:  # G came from the loss in (C, n, o) layout
+                G = xp.ascontiguousarray(G.transpose(1, 0, 2))
+            dZ = self.activation_backward(G.reshape(-1, C * o), first, activations[0])
+            dW = xp.matmul(X.T, dZ).reshape(i, C, o).transpose(1, 0, 2)
+            grads[0] = (dW, xp.sum(dZ, axis=0).reshape(C, o))
         return value, grads

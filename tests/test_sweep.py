@@ -115,3 +115,25 @@ def test_minibatch_divergence_matches_separate_fits(backend):
         if epoch < 0:
             for (W, b), (rW, rb) in zip(res.params[i], ref.get_params()):
                 np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("sizes,acts,loss", [
+    ((2, 1), ("sigmoid",), "squared_error"),
+    ((3, 2), ("sigmoid",), "binary_crossentropy"),
+    ((3, 70, 2), ("tanh", "linear"), "mse"),         # beyond the generated-kernel sizes
+    ((3, 40, 30, 2), ("relu", "sigmoid", "linear"), "squared_error"),
+], ids=["1-layer", "1-layer-bce", "wide", "3-layer"])
+def test_other_shapes_equal_separate_fits(backend, sizes, acts, loss):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(30, sizes[0]))
+    Y = rng.uniform(size=(30, sizes[-1]))
+    layers = [nnkit.Dense(a, b, k) for a, b, k in zip(sizes, sizes[1:], acts)]
+    net = nnkit.Network(layers, loss=loss, dtype="float64", seed=0, backend=backend)
+    res = nnkit.sweep(net, X, Y, lr=[0.01, 0.2], seed=[0, 2], epochs=40)
+    for i, cfg in enumerate(res.configs):
+        ref = nnkit.Network(layers, loss=loss, dtype="float64", seed=cfg["seed"])
+        hist = ref.fit(X, Y, epochs=40, lr=cfg["lr"])
+        np.testing.assert_allclose(res.loss[i], hist.loss, rtol=1e-9)
+        for (W, b), (rW, rb) in zip(res.params[i], ref.get_params()):
+            np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(b, rb, rtol=1e-9, atol=1e-12)
