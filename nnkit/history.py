@@ -22,10 +22,12 @@ class History:
     best_epoch: int | None = None
 
     def extend(self, losses, lrs):
+        """Append the records of several epochs (array-likes of equal length)."""
         self.loss.extend(np.asarray(losses, dtype=np.float64).tolist())
         self.lr.extend(np.asarray(lrs, dtype=np.float64).tolist())
 
     def as_arrays(self):
+        """``{"loss", "lr", "val_loss"}`` as NumPy arrays."""
         return {k: np.asarray(getattr(self, k)) for k in ("loss", "lr", "val_loss")}
 
     def __len__(self):

@@ -14,6 +14,7 @@ class Schedule:
     """Base class; subclasses implement ``factor(epochs) -> array``."""
 
     def factor(self, epochs):
+        """Multipliers of the base rate for an array of (float) epoch numbers."""
         raise NotImplementedError
 
     def rates(self, lr, epochs, start=0):
@@ -25,6 +26,8 @@ class Schedule:
 
 
 class Constant(Schedule):
+    """The base rate every epoch."""
+
     def factor(self, e):
         return np.ones_like(e)
 
