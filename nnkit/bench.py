@@ -260,13 +260,13 @@ def machine_info():
 
 
 def format_table(result):
-    head = ("workload", "backend", "dtype", "step", "samples/s", "GFLOP/s", "%gemm",
+    head = ("workload", "backend", "dtype", "step", "samples/s", "GFLOP/s", "%peak", "%gemm",
             "vs numpy", "epoch", "parity", "alloc/step", "first call")
     lines = [head]
     for r in result["rows"]:
         w = WORKLOADS[r["workload"]]
         if "note" in r:
-            lines.append((r["workload"], r["backend"], r["dtype"], r["note"]) + ("",) * 8)
+            lines.append((r["workload"], r["backend"], r["dtype"], r["note"]) + ("",) * 9)
             continue
         step = r.get("step_s")
         gflops = r["flops"] / step / 1e9 if step and "flops" in r else None
@@ -274,6 +274,7 @@ def format_table(result):
             r["workload"], r["backend"], r["dtype"],
             _us(step), f"{w.batch / step:.3g}" if step else "",
             f"{gflops:.3g}" if gflops else "",
+            f"{100 * r['flops'] / step / r['peak_flops']:.1f}" if gflops else "",
             f"{100 * r['gemm_s'] / step:.0f}" if gflops else "",
             f"{r['speedup_vs_numpy']:.2f}x" if "speedup_vs_numpy" in r else "",
             _us(r.get("epoch_s")),
@@ -336,7 +337,8 @@ def cmd_bench(args):
           ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores")))
     for (name, dtype), peak in sorted(_peaks(result).items()):
         print(f"GEMM peak measured on {name} {dtype}: {peak / 1e9:.1f} GFLOP/s")
-    print("%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time; "
+    print("%peak: GFLOP/s over the GEMM peak above; "
+          "%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time; "
           "first call: the first step in this process (JIT compile or cache load), "
           "excluded from the timings")
     print(format_table(result))
