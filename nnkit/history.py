@@ -1,30 +1,46 @@
 """What ``fit`` records."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 
-@dataclass
 class History:
     """Per-epoch records of one ``fit``.
 
-    ``loss[e]``: mean training loss over the forward passes of epoch e (full
-    batch: the cost before that epoch's update); ``lr[e]``: the rate used;
-    ``val_loss[e]`` when validation data was given.
+    ``loss[e]``: mean training loss over the forward passes of epoch e (full batch:
+    the cost before that epoch's update); ``lr[e]``: the rate used; ``val_loss[e]``
+    when validation data was given. All three are lists of floats.
+    ``stopped_epoch``/``best_epoch``: set by early stopping / ``restore_best``.
     """
 
-    loss: list = field(default_factory=list)
-    lr: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
-    stopped_epoch: int | None = None
-    best_epoch: int | None = None
+    def __init__(self):
+        self._loss, self._lr = [], []
+        self._pending = []  # (losses, lrs) arrays not yet turned into Python floats
+        self.val_loss = []
+        self.stopped_epoch = None
+        self.best_epoch = None
 
     def extend(self, losses, lrs):
         """Append the records of several epochs (array-likes of equal length)."""
-        self.loss.extend(np.asarray(losses, dtype=np.float64).tolist())
-        self.lr.extend(np.asarray(lrs, dtype=np.float64).tolist())
+        self._pending.append((np.asarray(losses, dtype=np.float64),
+                              np.asarray(lrs, dtype=np.float64)))
+
+    def _flush(self):
+        # Converting thousands of epochs to floats is done once, when they are read.
+        for losses, lrs in self._pending:
+            self._loss.extend(losses.tolist())
+            self._lr.extend(lrs.tolist())
+        self._pending.clear()
+
+    @property
+    def loss(self):
+        self._flush()
+        return self._loss
+
+    @property
+    def lr(self):
+        self._flush()
+        return self._lr
 
     def as_arrays(self):
         """``{"loss", "lr", "val_loss"}`` as NumPy arrays."""
@@ -32,3 +48,7 @@ class History:
 
     def __len__(self):
         return len(self.loss)
+
+    def __repr__(self):
+        return (f"History(epochs={len(self)}, last loss="
+                f"{self.loss[-1] if self.loss else None!r})")
