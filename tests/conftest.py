@@ -1,5 +1,14 @@
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# CI explores the same examples every run (a failure there is reproducible); locally
+# hypothesis keeps searching new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 import nnkit
 from nnkit.backends import backend_status
