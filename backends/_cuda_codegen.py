@@ -159,7 +159,3 @@ def sweep_source(sizes, acts, loss, n, dtype):
     lines += _copy(sizes, False, "c") + ["    diverged[c] = -1;", "}"]
     return "\n".join(lines) + "\n"
 
-
-def kernel_args(sizes):
-    """Names of the generated kernels' parameter arrays, in order (for drivers)."""
-    return [name for l in range(len(sizes) - 1) for name in (f"W{l}", f"b{l}")]
