@@ -110,6 +110,10 @@ class Backend:
         """Package versions this backend runs on, for ``nnkit info``."""
         return {"numpy": numpy.__version__}
 
+    def info_lines(self):
+        """Extra facts for ``nnkit info`` (cache directories and the like)."""
+        return []
+
     # ------------------------------------------------------------ activations
     def activation_forward(self, Z, activation, out=None):
         """``act(Z)``, elementwise; ``out`` may be ``Z`` itself."""

@@ -29,7 +29,8 @@ _LOSS = {"squared_error": 0, "mse": 1, "binary_crossentropy": 2}
 # (measured with `nnkit bench`: digits 64-64-10 at batch 256 is 3.6x slower in loops).
 LOOP_MAX_WORK = 1 << 16
 LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (tanh, log1p)
-# Full-batch problems up to this size get kernels generated for their exact shape.
+# Networks up to this size get kernels generated for their exact shape (full-batch fits
+# up to CODEGEN_MAX_ROWS rows, and sweeps).
 CODEGEN_MAX_ROWS = 64
 CODEGEN_MAX_WEIGHTS = 1024
 

@@ -75,7 +75,7 @@ def cmd_info(args):
         if ok:
             be = get_backend(name)
             vers = ", ".join(f"{k} {v}" for k, v in be.versions().items())
-            extra = "".join(f"; {line}" for line in getattr(be, "info_lines", lambda: [])())
+            extra = "".join(f"; {line}" for line in be.info_lines())
             print(f"  {name:<6} usable    {vers}; device: {be.device()}{extra}")
         else:
             print(f"  {name:<6} unusable  {why}")
