@@ -145,19 +145,22 @@ class CupyBackend(Backend):
     def _tiny(self, sizes, n):
         return n <= TINY_ROWS and sum(a * b for a, b in zip(sizes, sizes[1:])) <= TINY_WEIGHTS
 
-    def _raw(self, source, name):
-        """A RawKernel per distinct generated source, compiled once (CuPy caches on disk)."""
-        key = (name, source)
+    def _raw(self, name, sizes, activations, loss, n, dtype):
+        """The generated RawKernel ``name`` for this architecture, built once per backend
+        (and compiled once per machine: CuPy caches compiled kernels on disk)."""
+        key = (name, tuple(sizes), tuple(activations), loss, n, str(dtype))
         k = self._kernels.get(key)
         if k is None:
+            from . import _cuda_codegen
+            make = {"nnkit_fit": _cuda_codegen.fit_source,
+                    "nnkit_sweep": _cuda_codegen.sweep_source}[name]
+            source = make(list(sizes), tuple(activations), loss, n, str(dtype))
             k = self._kernels[key] = self.xp.RawKernel(source, name)
         return k
 
     def _fit_kernel(self, state, n):
-        from ._cuda_codegen import fit_source
-        sizes = self._sizes(state.params)
-        return self._raw(fit_source(sizes, state.activations, state.loss, n, state.dtype.name),
-                         "nnkit_fit")
+        return self._raw("nnkit_fit", self._sizes(state.params), state.activations, state.loss,
+                         n, state.dtype)
 
     def train_step(self, state, X, Y, lr):
         n = X.shape[0]
@@ -196,11 +199,9 @@ class CupyBackend(Backend):
         if not (full and self._tiny(sizes, n) and X.flags.c_contiguous):
             return super().train_many(params, activations, loss, X, Y, lrs, factors,
                                       batch_size, orders)
-        from ._cuda_codegen import sweep_source
         xp = self.xp
         C, epochs = len(lrs), len(factors)
-        kernel = self._raw(sweep_source(sizes, activations, loss, n, params[0][0].dtype.name),
-                           "nnkit_sweep")
+        kernel = self._raw("nnkit_sweep", sizes, activations, loss, n, params[0][0].dtype)
         losses = xp.full((C, epochs), np.nan, dtype=xp.float64)
         diverged = xp.full(C, -1, dtype=xp.int64)
         flat = [a for pair in params for a in pair]

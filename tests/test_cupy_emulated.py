@@ -100,3 +100,14 @@ def test_device_info_and_availability(cupy_backend):
     assert cupy_backend.device() == "cuda:0 fake GPU"
     assert "cupy" in nnkit.available_backends()
     assert cupy_backend.versions()["cupy"] == "0.0-fake"
+
+
+def test_kernels_are_built_once_per_architecture(cupy_backend):
+    X, Y = nnkit.datasets.or_gate()
+    for _ in range(3):
+        got, _ = nets((2, 2, 1), ("sigmoid", "sigmoid"), "squared_error", cupy_backend)
+        got.fit(X, Y, epochs=3, lr=0.5)
+        got.fit(np.tile(X, (30, 1)), np.tile(Y, (30, 1)), epochs=2, lr=0.5)  # 120 rows
+    raw = [k for k in cupy_backend._kernels if isinstance(k, tuple)]
+    assert len(raw) == 1 and raw[0][0] == "nnkit_fit"
+    assert {"act", "act_backward", "sgd"} <= set(cupy_backend._kernels)
