@@ -230,7 +230,7 @@ class Network:
         if trace:
             from .trace import run_traced
             done = run_traced(self, X, Y, lrs, batch_size, check_positive_int("trace", trace),
-                              hist)
+                              hist, shuffle=shuffle)
         bar = _progress_bar(progress, epochs, initial=done)
         best = (np.inf, None, None)  # (monitored loss, epoch, params)
         wait = 0

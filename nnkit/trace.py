@@ -10,9 +10,11 @@ def _fmt(name, a):
     return f"    {name:<3}= {body}".replace("\n", "\n" + " " * 10)
 
 
-def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, out=None):
+def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, shuffle=False, out=None):
     """Train update by update, printing Z, A, dA, dZ, dW, db and the new W, b of every
-    layer for the first ``n_updates`` updates; returns the number of whole epochs done."""
+    layer for the first ``n_updates`` updates; returns the number of whole epochs done.
+    Shuffled mini-batches draw from the network's generator as ``fit`` does, so a traced
+    run equals an untraced one."""
     import sys
     out = out or sys.stdout
     be = net.backend
@@ -24,9 +26,12 @@ def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, out=None):
     while update < n_updates and epoch < len(lrs):
         lr = float(lrs[epoch])
         total = 0.0
+        order = None
+        if batch_size is not None and shuffle:
+            order = be.asarray(net._shuffle_rng.permutation(n))
         for start in range(0, n, bs):
             stop = min(start + bs, n)
-            Xb, Yb = X[start:stop], Y[start:stop]
+            Xb, Yb = be._batch(state, X, Y, order, start, stop)
             loss = float(be.to_numpy(be.forward_backward(state, Xb, Yb)))
             total += loss * ((stop - start) / n)
             buf = state.buffers(stop - start)

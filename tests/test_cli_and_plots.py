@@ -100,3 +100,19 @@ def test_plots_are_real_pngs(kind, tmp_path):
     img = matplotlib.image.imread(path)
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
     assert img[..., :3].std() > 0.01  # not a blank image
+
+
+def test_traced_shuffled_run_equals_untraced(backend, capsys):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(11, 2)), rng.uniform(size=(11, 1))
+
+    def run(trace):
+        net = nnkit.Network([nnkit.Dense(2, 3, "tanh"), nnkit.Dense(3, 1, "sigmoid")],
+                            dtype="float64", seed=3, backend=backend)
+        hist = net.fit(X, Y, epochs=4, lr=0.3, batch_size=4, shuffle=True, trace=trace)
+        return hist.loss, net.get_params()
+
+    traced, plain = run(5), run(None)
+    assert "update 5 (epoch 1" in capsys.readouterr().out
+    np.testing.assert_allclose(traced[0], plain[0], rtol=1e-12)
+    np.testing.assert_allclose(traced[1][0][0], plain[1][0][0], rtol=1e-12)
