@@ -30,9 +30,12 @@ _LOSS = {"squared_error": 0, "mse": 1, "binary_crossentropy": 2}
 LOOP_MAX_WORK = 1 << 16
 LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (tanh, log1p)
 # Networks up to this size get kernels generated for their exact shape (full-batch fits
-# up to CODEGEN_MAX_ROWS rows, and sweeps).
+# up to CODEGEN_MAX_ROWS rows, and sweeps), when a call has at least CODEGEN_MIN_WORK
+# sample-epochs: generating one costs about a second once (then it is cached on disk), so
+# short runs on a new shape use the generic kernels instead.
 CODEGEN_MAX_ROWS = 64
 CODEGEN_MAX_WEIGHTS = 1024
+CODEGEN_MIN_WORK = 4096
 
 
 class NumbaBackend(Backend):
@@ -211,7 +214,8 @@ class NumbaBackend(Backend):
     def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
         n = X.shape[0]
         sizes = self._sizes(state.params)
-        if (batch_size is None or batch_size >= n) and self._codegen_ok(sizes, n, X):
+        if ((batch_size is None or batch_size >= n) and self._codegen_ok(sizes, n, X)
+                and len(lrs) * n >= CODEGEN_MIN_WORK):
             from ._numba_codegen import kernel as generated
             kernel = generated("fit", sizes, state.activations, state.loss, n, state.dtype.name)
             losses = np.full(len(lrs), np.nan)
@@ -237,6 +241,9 @@ class NumbaBackend(Backend):
         n = X.shape[0]
         sizes = self._sizes(params)
         full = batch_size is None or batch_size >= n
+        if len(lrs) * len(factors) * n < CODEGEN_MIN_WORK:
+            return super().train_many(params, activations, loss, X, Y, lrs, factors,
+                                      batch_size, orders)
         if not full and self._codegen_ok(sizes, min(batch_size, CODEGEN_MAX_ROWS), X):
             return self._train_many_minibatch(params, activations, loss, X, Y, lrs, factors,
                                               batch_size, orders)
