@@ -118,24 +118,31 @@ def _copy(sizes, into_locals, offset):
     return out
 
 
+def _kernel_source(sizes, acts, loss, n, dtype, head, offset, lr_expr, stopped, finished):
+    """A kernel that copies its network's parameters into registers, trains, and copies
+    them back, also when it stops early on a non-finite loss."""
+    ctype = "float" if dtype == "float32" else "double"
+    save = " ".join(_copy(sizes, False, offset))
+    lines = [_PRELUDE.format(ctype=ctype)] + head + _locals(sizes, n)
+    lines += _copy(sizes, True, offset)
+    lines += _body(sizes, acts, loss, n, on_bad=f"{save} {stopped} return;", lr_expr=lr_expr)
+    lines += _copy(sizes, False, offset) + [f"    {finished}", "}"]
+    return "\n".join(lines) + "\n"
+
+
 def fit_source(sizes, acts, loss, n, dtype):
     """``nnkit_fit(X, Y, W0, b0, ..., lrs, lr_const, epochs, losses, done)``: one thread
     trains one network for ``epochs`` full-batch epochs at rates ``lrs`` (or ``lr_const``
     when ``lrs`` is null); ``done[0]`` = epochs run (it stops after the first non-finite
     loss, before that epoch's update)."""
-    ctype = "float" if dtype == "float32" else "double"
-    lines = [_PRELUDE.format(ctype=ctype),
-             f'extern "C" __global__ void nnkit_fit(const T* __restrict__ X, '
-             f"const T* __restrict__ Y, {_params(sizes)}, const double* __restrict__ lrs, "
-             "double lr_const, int epochs, double* __restrict__ losses, "
-             "int* __restrict__ done) {",
-             "    if (blockIdx.x * blockDim.x + threadIdx.x != 0) return;"]
-    lines += _locals(sizes, n) + _copy(sizes, True, 0)
-    stop = " ".join(_copy(sizes, False, 0)) + " done[0] = e + 1; return;"
-    lines += _body(sizes, acts, loss, n, on_bad=stop,
-                   lr_expr="lrs ? (T)lrs[e] : (T)lr_const")
-    lines += _copy(sizes, False, 0) + ["    done[0] = epochs;", "}"]
-    return "\n".join(lines) + "\n"
+    head = [f'extern "C" __global__ void nnkit_fit(const T* __restrict__ X, '
+            f"const T* __restrict__ Y, {_params(sizes)}, const double* __restrict__ lrs, "
+            "double lr_const, int epochs, double* __restrict__ losses, "
+            "int* __restrict__ done) {",
+            "    if (blockIdx.x * blockDim.x + threadIdx.x != 0) return;"]
+    return _kernel_source(sizes, acts, loss, n, dtype, head, 0,
+                          lr_expr="lrs ? (T)lrs[e] : (T)lr_const",
+                          stopped="done[0] = e + 1;", finished="done[0] = epochs;")
 
 
 def sweep_source(sizes, acts, loss, n, dtype):
@@ -143,19 +150,14 @@ def sweep_source(sizes, acts, loss, n, dtype):
     thread c trains configuration c at rate ``lrs[c] * factors[e]``: W{l} (C, i, o),
     losses (C, epochs), diverged (C,) set to the first epoch with a non-finite loss
     (parameters kept from before it)."""
-    ctype = "float" if dtype == "float32" else "double"
-    lines = [_PRELUDE.format(ctype=ctype),
-             f'extern "C" __global__ void nnkit_sweep(const T* __restrict__ X, '
-             f"const T* __restrict__ Y, {_params(sizes)}, const double* __restrict__ lrs, "
-             "const double* __restrict__ factors, int epochs, double* __restrict__ losses_, "
-             "long long* __restrict__ diverged, int C) {",
-             "    const int c = blockIdx.x * blockDim.x + threadIdx.x;",
-             "    if (c >= C) return;",
-             "    const double lr_c = lrs[c];",
-             "    double* losses = losses_ + (long long)c * epochs;"]
-    lines += _locals(sizes, n) + _copy(sizes, True, "c")
-    stop = " ".join(_copy(sizes, False, "c")) + " diverged[c] = e; return;"
-    lines += _body(sizes, acts, loss, n, on_bad=stop, lr_expr="(T)(lr_c * factors[e])")
-    lines += _copy(sizes, False, "c") + ["    diverged[c] = -1;", "}"]
-    return "\n".join(lines) + "\n"
-
+    head = [f'extern "C" __global__ void nnkit_sweep(const T* __restrict__ X, '
+            f"const T* __restrict__ Y, {_params(sizes)}, const double* __restrict__ lrs, "
+            "const double* __restrict__ factors, int epochs, double* __restrict__ losses_, "
+            "long long* __restrict__ diverged, int C) {",
+            "    const int c = blockIdx.x * blockDim.x + threadIdx.x;",
+            "    if (c >= C) return;",
+            "    const double lr_c = lrs[c];",
+            "    double* losses = losses_ + (long long)c * epochs;"]
+    return _kernel_source(sizes, acts, loss, n, dtype, head, "c",
+                          lr_expr="(T)(lr_c * factors[e])",
+                          stopped="diverged[c] = e;", finished="diverged[c] = -1;")

@@ -12,8 +12,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
-SQUARED_ERROR, MSE, BCE = 0, 1, 2
+LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3  # base.ACTIVATION_CODES
+SQUARED_ERROR, MSE, BCE = 0, 1, 2        # base.LOSS_CODES
 
 
 # --- vectorisable math ---------------------------------------------------------------

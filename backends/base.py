@@ -17,6 +17,9 @@ import numpy
 
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
 LOSSES = ("squared_error", "mse", "binary_crossentropy")
+# Integer codes that compiled kernels use for the names above (their position).
+ACTIVATION_CODES = {name: i for i, name in enumerate(ACTIVATIONS)}
+LOSS_CODES = {name: i for i, name in enumerate(LOSSES)}
 
 
 class TrainState:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import BackendUnavailableError
-from .base import Backend
+from .base import ACTIVATION_CODES, Backend
 
 _INSTALL_HINT = (
     "install the wheel matching your CUDA toolkit: `pip install 'nnkit[gpu]'` "
@@ -25,7 +25,7 @@ _INSTALL_HINT = (
     "`pip install cupy-cuda13x` (CUDA 13.x). Selected by NNKIT_BACKEND=cupy "
     "(or auto) or backend='cupy'.")
 
-_ACT_CODE = {"linear": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+_ACT_CODE = ACTIVATION_CODES
 
 # Full-batch problems up to this size train inside one generated kernel per launch.
 TINY_ROWS = 64

@@ -20,10 +20,10 @@ import os
 import numpy as np
 
 from . import BackendUnavailableError
-from .base import Backend
+from .base import ACTIVATION_CODES, LOSS_CODES, Backend
 
-_ACT = {"linear": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
-_LOSS = {"squared_error": 0, "mse": 1, "binary_crossentropy": 2}
+_ACT = ACTIVATION_CODES
+_LOSS = LOSS_CODES
 
 # Above this many (rows x weights) per call the loops lose to BLAS + NumPy ufuncs
 # (measured with `nnkit bench`: digits 64-64-10 at batch 256 is 3.6x slower in loops).
@@ -188,14 +188,15 @@ class NumbaBackend(Backend):
             return loss_arr[0]
         if not self._fused_ok(state, X, X.shape[0]):
             return super().train_step(state, X, Y, lr)
-        Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state,
-                                                                state.buffers(X.shape[0]))
+        Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state, buf)
         return np.float64(self.k.train_step(X, Y, X.shape[0], Ws, bs, acts, loss, float(lr),
                                             As, Gs, dWs, dbs))
 
-    def _codegen_ok(self, sizes, n, X):
+    @staticmethod
+    def _codegen_ok(sizes, rows=None):
+        """True for networks small enough for generated kernels (and `rows` rows, if given)."""
         weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
-        return n <= CODEGEN_MAX_ROWS and weights <= CODEGEN_MAX_WEIGHTS and X.flags.c_contiguous
+        return weights <= CODEGEN_MAX_WEIGHTS and (rows is None or rows <= CODEGEN_MAX_ROWS)
 
     @staticmethod
     def _sizes(params):
@@ -203,8 +204,7 @@ class NumbaBackend(Backend):
 
     def _codegen_step(self, state, n):
         sizes = self._sizes(state.params)
-        weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
-        if n > CODEGEN_MAX_ROWS or weights > CODEGEN_MAX_WEIGHTS:
+        if not self._codegen_ok(sizes, n):
             return False
         from ._numba_codegen import kernel as generated
         kernel = generated("fit", sizes, state.activations, state.loss, n, state.dtype.name)
@@ -214,8 +214,8 @@ class NumbaBackend(Backend):
     def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
         n = X.shape[0]
         sizes = self._sizes(state.params)
-        if ((batch_size is None or batch_size >= n) and self._codegen_ok(sizes, n, X)
-                and len(lrs) * n >= CODEGEN_MIN_WORK):
+        if ((batch_size is None or batch_size >= n) and self._codegen_ok(sizes, n)
+                and X.flags.c_contiguous and len(lrs) * n >= CODEGEN_MIN_WORK):
             from ._numba_codegen import kernel as generated
             kernel = generated("fit", sizes, state.activations, state.loss, n, state.dtype.name)
             losses = np.full(len(lrs), np.nan)
@@ -241,15 +241,13 @@ class NumbaBackend(Backend):
         n = X.shape[0]
         sizes = self._sizes(params)
         full = batch_size is None or batch_size >= n
-        if len(lrs) * len(factors) * n < CODEGEN_MIN_WORK:
+        if (len(lrs) * len(factors) * n < CODEGEN_MIN_WORK or not X.flags.c_contiguous
+                or not self._codegen_ok(sizes, n if full else None)):
             return super().train_many(params, activations, loss, X, Y, lrs, factors,
                                       batch_size, orders)
-        if not full and self._codegen_ok(sizes, min(batch_size, CODEGEN_MAX_ROWS), X):
+        if not full:
             return self._train_many_minibatch(params, activations, loss, X, Y, lrs, factors,
                                               batch_size, orders)
-        if not (full and self._codegen_ok(sizes, n, X)):
-            return super().train_many(params, activations, loss, X, Y, lrs, factors,
-                                      batch_size, orders)
         from ._numba_codegen import from_blocks, kernel as generated, to_blocks
         dtype = params[0][0].dtype
         C, epochs = len(lrs), len(factors)
