@@ -3,8 +3,8 @@
 The generic kernels loop over sizes known only at run time, and tuples of layers; for
 the OR gate that costs more than the arithmetic. Here the layer sizes, the number of
 rows, the activations, the loss and the dtype are written into the source as
-constants, so LLVM unrolls and vectorises. Sigmoid uses ``_numba_kernels.exp64`` /
-``exp32``, exps built from arithmetic and a bit cast, which vectorise (this llvmlite has
+constants, so LLVM unrolls and vectorises. Sigmoid is ``_numba_kernels.sigmoid64`` /
+``sigmoid32``, on exps built from arithmetic and a bit cast, which vectorise (this llvmlite has
 no SVML, so ``math.exp`` in a loop does not). Three kernels: a full-batch fit; a
 full-batch sweep that lays configurations out last (``W[block, k, j, c]``) so the innermost
 loop runs across them, with blocks of configurations in ``prange``; and a mini-batch sweep,
@@ -31,18 +31,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from nnkit.backends._numba_kernels import exp32 as _exp32, exp64 as _exp  # noqa: F401
+# exp(min(z, 0)) / (1 + exp(-|z|)), the reference backend's formula, in DT arithmetic
+from nnkit.backends._numba_kernels import {sigf} as _sigmoid, exp64 as _exp  # noqa: F401
 
 # _numba_kernels source hash (a new file, so no stale numba cache, when it changes): {mathhash}
 DT = np.{dtype}
 NF = DT({n}.0)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _sigmoid(s):
-    # exp(min(z, 0)) / (1 + exp(-|z|)), the reference backend's formula, in DT.
-    e = {expf}(-abs(s))
-    return (DT(1.0) if s >= 0 else DT(e)) / (DT(1.0) + DT(e))
 '''
 
 _ACT_EXPR = {
@@ -352,8 +346,8 @@ def _load(source, spec):
 
 
 def _header(spec, dtype, n):
-    expf = "_exp32" if dtype == "float32" else "_exp"
-    return _HEADER.format(spec=spec, dtype=dtype, n=n, expf=expf, mathhash=_MATH_HASH) + "\n\n"
+    sigf = "sigmoid32" if dtype == "float32" else "sigmoid64"
+    return _HEADER.format(spec=spec, dtype=dtype, n=n, sigf=sigf, mathhash=_MATH_HASH) + "\n\n"
 
 
 _SOURCES = {  # kind -> (source generator, kernel function name)

@@ -9,8 +9,9 @@ buffers serves a full batch and a smaller last batch.
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3  # base.ACTIVATION_CODES
 SQUARED_ERROR, MSE, BCE = 0, 1, 2        # base.LOSS_CODES
@@ -19,52 +20,75 @@ SQUARED_ERROR, MSE, BCE = 0, 1, 2        # base.LOSS_CODES
 # --- vectorisable math ---------------------------------------------------------------
 # math.exp in a loop compiles to a scalar libm call here (this llvmlite has no SVML),
 # and numba's default error model puts a ZeroDivisionError branch in every division;
-# both stop vectorisation. These use arithmetic and a bit cast only, and every kernel
-# compiles with error_model="numpy" (IEEE division). They live in this file so that
-# numba's cache (keyed by this file) is invalidated when they change.
+# both stop vectorisation. These use arithmetic, fused multiply-adds and a bit cast
+# only, and every kernel compiles with error_model="numpy" (IEEE division). They live in
+# this file so that numba's cache (keyed by this file) is invalidated when they change.
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma: one instruction with FMA, and it vectorises).
+    Numba does not contract a * b + c by itself without fastmath."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.fma", [ty], ir.FunctionType(ty, [ty] * 3))
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def exp64(x):
-    """exp(x) for float64 from arithmetic only (vectorises); a few ulp from math.exp.
-    Below -708 it returns 0 (exp's subnormal range is flushed), above 708 inf."""
-    x0 = x
-    x = min(max(x, -708.0), 708.0)
-    k = math.floor(x * 1.4426950408889634 + 0.5)
-    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    """exp(x) for float64 from arithmetic only (vectorises); within 2 ulp of math.exp.
+    Below -708 it returns 0 (exp's subnormal range is flushed), above 708 inf; NaN stays NaN."""
+    # k = round(x / ln 2) by adding 1.5 * 2**52: k lands in t's low mantissa bits, so the
+    # scale 2**k is a shift of t's bits (no float -> int conversion on the way).
+    t = fma(x, 1.4426950408889634, 6755399441055744.0)
+    k = t - 6755399441055744.0
+    r = fma(k, -6.93147180369123816490e-01, x)
+    r = fma(k, -1.90821492927058770002e-10, r)
     # Taylor series to degree 13 (|r| <= 0.347: truncation < 1e-17), evaluated by
     # Estrin's scheme: a short dependency chain, so neighbouring calls overlap.
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
-    q0 = (1.0 + r) + (0.5 + r * (1.0 / 6.0)) * r2
-    q1 = (1.0 / 24.0 + r * (1.0 / 120.0)) + (1.0 / 720.0 + r * (1.0 / 5040.0)) * r2
-    q2 = ((1.0 / 40320.0 + r * (1.0 / 362880.0))
-          + (1.0 / 3628800.0 + r * (1.0 / 39916800.0)) * r2)
-    q3 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0)
-    p = (q0 + q1 * r4) + (q2 + q3 * r4) * r8
-    y = p * np.int64((np.int64(k) + 1023) << 52).view(np.float64)
-    y = y if x0 >= -708.0 else 0.0
-    return y if x0 <= 708.0 else np.inf
+    q0 = fma(fma(r, 1.0 / 6.0, 0.5), r2, r + 1.0)
+    q1 = fma(fma(r, 1.0 / 5040.0, 1.0 / 720.0), r2, fma(r, 1.0 / 120.0, 1.0 / 24.0))
+    q2 = fma(fma(r, 1.0 / 39916800.0, 1.0 / 3628800.0), r2,
+             fma(r, 1.0 / 362880.0, 1.0 / 40320.0))
+    q3 = fma(r, 1.0 / 6227020800.0, 1.0 / 479001600.0)
+    p = fma(fma(q3, r4, q2), r8, fma(q1, r4, q0))
+    y = p * np.int64((np.float64(t).view(np.int64) << 52) + (1023 << 52)).view(np.float64)
+    y = y if x >= -708.0 else 0.0
+    return y if x <= 708.0 else x + np.inf
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _exp32_in_range(x):
+    """exp(x) for -87 <= x <= 88 in float32 arithmetic; exp32 without the range checks."""
+    # As exp64, with 1.5 * 2**23 and a degree-6 Taylor series.
+    t = fma(x, np.float32(1.442695), np.float32(12582912.0))
+    k = t - np.float32(12582912.0)
+    r = fma(k, np.float32(-0.693359375), x)
+    r = fma(k, np.float32(2.12194440e-4), r)
+    r2 = r * r
+    q0 = fma(fma(r, np.float32(1.0 / 6.0), np.float32(0.5)), r2, r + np.float32(1.0))
+    q1 = fma(r2, np.float32(1.0 / 720.0), fma(r, np.float32(1.0 / 120.0),
+                                              np.float32(1.0 / 24.0)))
+    p = fma(q1, r2 * r2, q0)
+    return p * np.int32((np.float32(t).view(np.int32) << 23) + (127 << 23)).view(np.float32)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def exp32(x):
-    """exp(x) in float32 arithmetic (vectorises; within 2 float32 ulp of exp).
-    Below -87 it returns 0, above 88 inf."""
-    x0 = x
-    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    # Round to nearest by adding and removing 1.5 * 2**23 (math.floor on float32 is a
-    # floorf call, which would stop vectorisation).
-    k = (x * np.float32(1.442695) + np.float32(12582912.0)) - np.float32(12582912.0)
-    r = (x - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
-    r2 = r * r
-    p = ((np.float32(1.0) + r) + (np.float32(0.5) + r * np.float32(1.0 / 6.0)) * r2) + (
-        (np.float32(1.0 / 24.0) + r * np.float32(1.0 / 120.0))
-        + np.float32(1.0 / 720.0) * r2) * (r2 * r2)
-    y = p * np.int32((np.int32(k) + 127) << 23).view(np.float32)
-    y = y if x0 >= np.float32(-87.0) else np.float32(0.0)
-    return y if x0 <= np.float32(88.0) else np.float32(np.inf)
+    """exp(x) in float32 arithmetic (vectorises; within 4 float32 ulp of exp).
+    Below -87 it returns 0, above 88 inf; NaN stays NaN."""
+    y = _exp32_in_range(x)
+    y = y if x >= np.float32(-87.0) else np.float32(0.0)
+    return y if x <= np.float32(88.0) else x + np.float32(np.inf)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -78,7 +102,10 @@ def sigmoid64(z):
 @njit(cache=True, inline="always", error_model="numpy")
 def sigmoid32(z):
     """sigmoid64's formula in float32 arithmetic, for float32 data (twice the lanes)."""
-    e = exp32(-abs(z))
+    x = -abs(z)
+    # exp32(x) for x <= 0 with one range check fewer (this is the hot path of tiny nets)
+    e = _exp32_in_range(x)  # computed unconditionally: a branch here stops vectorisation
+    e = e if x >= np.float32(-87.0) else (np.float32(0.0) if x < 0 else x)
     return (np.float32(1.0) if z >= 0 else e) / (np.float32(1.0) + e)
 
 
