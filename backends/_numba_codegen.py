@@ -198,10 +198,14 @@ def _minibatch_source(sizes, acts, loss, n, batch):
     return "\n".join(w.lines) + "\n"
 
 
+_FLUSH = 32  # epochs of losses buffered per block in the sweep kernel
+
+
 def _many_source(sizes, acts, loss, n, block):
     """train_many(X, Y, W0, b0, ..., lrs, factors, losses, diverged): blocks of `block`
     configurations, configuration axis last; W{l} (nblk, i, o, B), lrs (nblk, B) base
-    rates, factors (E,) schedule factors, losses (nblk, E, B)."""
+    rates, factors (E,) schedule factors, losses (nblk, B, E): each configuration's
+    losses contiguous, as the caller returns them."""
     L = len(sizes) - 1
     B = block
     params = ", ".join(f"W{l}, b{l}" for l in range(L))
@@ -220,6 +224,9 @@ def _many_source(sizes, acts, loss, n, block):
         w(f"A{l} = np.empty(({n}, {o}, {B}), DT)")
         w(f"G{l} = np.empty(({n}, {o}, {B}), DT)")
     w(f"total = np.empty({B}, np.float64)")
+    # Losses go through a small (B, _FLUSH) buffer: writing each epoch straight into the
+    # (B, E) rows would touch B pages an epoch.
+    w(f"recent = np.empty(({B}, {_FLUSH}), np.float64)")
     w(f"acc = np.empty({B}, DT)")
     w(f"ok = np.empty({B}, np.bool_)")
     w(f"lr = np.empty({B}, DT)")
@@ -256,7 +263,7 @@ def _many_source(sizes, acts, loss, n, block):
     w("active = div[c] < 0")
     w("good = active and np.isfinite(v)")
     w.block("if active and not good:")("div[c] = e").end()
-    w("losses[e, c] = v if (active or div[c] == e) else np.nan")
+    w(f"recent[c, e % {_FLUSH}] = v if (active or div[c] == e) else np.nan")
     w("ok[c] = good")
     w("lr[c] = DT(lrs[c] * factors[e]) if good else DT(0.0)")
     w.end()
@@ -291,6 +298,10 @@ def _many_source(sizes, acts, loss, n, block):
             f"acc[c] += G{l}[r, j, c]").end(2)
         w.block(f"for c in range({B}):")
         w(f"b{l}[j, c] = b{l}[j, c] - lr[c] * acc[c] if ok[c] else b{l}[j, c]").end(2)
+    w.block(f"if e % {_FLUSH} == {_FLUSH - 1} or e == factors.shape[0] - 1:")
+    w(f"e0 = e - e % {_FLUSH}")
+    w.block(f"for c in range({B}):")
+    w("losses[c, e0:e + 1] = recent[c, :e + 1 - e0]").end(2)
     w.end()
     w("return 0")
     return "\n".join(w.lines) + "\n"

@@ -255,14 +255,16 @@ class NumbaBackend(Backend):
         kernel = generated("many", sizes, activations, loss, n, dtype.name, block)
         blocked = [(to_blocks(W, block), to_blocks(b, block)) for W, b in params]
         rates = to_blocks(np.asarray(lrs, dtype=np.float64), block)
-        losses = np.full((rates.shape[0], epochs, block), np.nan)
-        diverged = np.full((rates.shape[0], block), -1, dtype=np.int64)
+        nblk = rates.shape[0]
+        losses = np.empty((nblk * block, epochs))  # every entry is written by the kernel
+        diverged = np.full((nblk, block), -1, dtype=np.int64)
         kernel(X, Y, *(a for pair in blocked for a in pair), rates,
-               np.ascontiguousarray(factors, dtype=np.float64), losses, diverged)
+               np.ascontiguousarray(factors, dtype=np.float64),
+               losses.reshape(nblk, block, epochs), diverged)
         for (W, b), (Wb, bb) in zip(params, blocked):
             np.copyto(W, from_blocks(Wb, C))
             np.copyto(b, from_blocks(bb, C))
-        return from_blocks(losses, C), from_blocks(diverged, C)
+        return losses[:C], from_blocks(diverged, C)
 
     def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                               orders):

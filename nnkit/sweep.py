@@ -121,7 +121,8 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
             params[i].append((np.asarray(be.to_numpy(W)), np.asarray(be.to_numpy(b))))
     stacked = [(np.concatenate([W for W, _ in layer]), np.concatenate([b for _, b in layer]))
                for layer in params]
-    return SweepResult(net, configs, np.concatenate(losses), np.concatenate(diverged), stacked)
+    losses = losses[0] if len(losses) == 1 else np.concatenate(losses)  # (C, epochs): large
+    return SweepResult(net, configs, losses, np.concatenate(diverged), stacked)
 
 
 class _PerConfig:
