@@ -134,6 +134,43 @@ def activate(z, act):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def derivative(g, a, act):
+    """dZ from dA (g) and the activation's output (a), for one element."""
+    if act == SIGMOID:
+        return (a - a * a) * g
+    if act == TANH:
+        return (1.0 - a * a) * g
+    if act == RELU:
+        return g if a > 0 else 0.0
+    return g
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def loss_term(z, y, kind):
+    """One output's contribution to the summed loss (BCE: z is the logit)."""
+    if kind == BCE:
+        return (max(z, 0.0) - y * z) + math.log1p(math.exp(-abs(z)))
+    d = z - y
+    return d * d
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def loss_mean(total, kind, nb):
+    """The loss from the summed loss_term of nb rows."""
+    return total / (2 * nb) if kind == SQUARED_ERROR else total / nb
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def loss_grad_term(z, y, kind, nb):
+    """d loss / d z for one output of a batch of nb rows."""
+    if kind == BCE:
+        return (_sigmoid(z) - y) / nb
+    if kind == MSE:
+        return (z - y) * (2.0 / nb)
+    return (z - y) / nb
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def activation_forward(Z, act, out, nb):
     """out[:nb] = act(Z[:nb]); out may be Z."""
     m = Z.shape[1]
@@ -184,15 +221,7 @@ def activation_backward(dA, A, act, out, nb):
     m = A.shape[1]
     for i in range(nb):
         for j in range(m):
-            a = A[i, j]
-            if act == SIGMOID:
-                out[i, j] = (a - a * a) * dA[i, j]
-            elif act == TANH:
-                out[i, j] = (1.0 - a * a) * dA[i, j]
-            elif act == RELU:
-                out[i, j] = dA[i, j] if a > 0 else 0.0
-            else:
-                out[i, j] = dA[i, j]
+            out[i, j] = derivative(dA[i, j], A[i, j], act)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -232,15 +261,8 @@ def loss_value(Yhat, Y, kind, nb):
     total = 0.0
     for i in range(nb):
         for j in range(m):
-            z = Yhat[i, j]
-            if kind == BCE:
-                total += (max(z, 0.0) - Y[i, j] * z) + math.log1p(math.exp(-abs(z)))
-            else:
-                d = z - Y[i, j]
-                total += d * d
-    if kind == SQUARED_ERROR:
-        return total / (2 * nb)
-    return total / nb
+            total += loss_term(Yhat[i, j], Y[i, j], kind)
+    return loss_mean(total, kind, nb)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -249,12 +271,7 @@ def loss_grad(Yhat, Y, kind, out, nb):
     m = Yhat.shape[1]
     for i in range(nb):
         for j in range(m):
-            if kind == BCE:
-                out[i, j] = (_sigmoid(Yhat[i, j]) - Y[i, j]) / nb
-            elif kind == MSE:
-                out[i, j] = (Yhat[i, j] - Y[i, j]) * (2.0 / nb)
-            else:
-                out[i, j] = (Yhat[i, j] - Y[i, j]) / nb
+            out[i, j] = loss_grad_term(Yhat[i, j], Y[i, j], kind, nb)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -327,3 +344,90 @@ def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_ord
         if not np.isfinite(total):
             return e + 1
     return lrs.shape[0]
+
+
+# --- sweeps of one-hidden-layer networks ---------------------------------------------
+# C configurations side by side: the hidden layers of all of them form one wide layer,
+# W1 (i, C*h), so its forward pass and weight gradient are two large BLAS GEMMs; the
+# output layers are batched GEMMs. The caller does the GEMMs; these kernels do the
+# elementwise work in between. They are serial on purpose: BLAS's threads are still
+# spinning right after a GEMM, and prange threads next to them halve the speed.
+
+
+@njit(cache=True, error_model="numpy")
+def many_output(Z, b, Y, act, kind, values, db):
+    """Z (C, n, o): the output layers' X @ W, replaced by dZ, the gradient at their
+    pre-activations; b (C, o), Y (n, o). Writes values[c] (the loss) and db (C, o).
+    One switch (act or kind) per pass, so that LLVM hoists it and each pass vectorises."""
+    C, n, o = Z.shape
+    m = n * o
+    Yf = Y.reshape(m)
+    for c in range(C):
+        Zc = Z[c]
+        Zf = Zc.reshape(m)
+        for r in range(n):
+            for j in range(o):
+                Zc[r, j] = activate(Zc[r, j] + b[c, j], act)
+        total = 0.0
+        for t in range(m):
+            total += loss_term(Zf[t], Yf[t], kind)
+        values[c] = loss_mean(total, kind, n)
+        G = np.empty(m, Z.dtype)
+        for t in range(m):
+            G[t] = loss_grad_term(Zf[t], Yf[t], kind, n)
+        for t in range(m):
+            Zf[t] = derivative(G[t], Zf[t], act)
+        for j in range(o):
+            db[c, j] = 0
+        for r in range(n):
+            for j in range(o):
+                db[c, j] += Zc[r, j]
+
+
+@njit(cache=True, error_model="numpy")
+def many_hidden_grad(G, H, act, db):
+    """H (n, C*h) <- dZ = G * act'(H), the gradient at the hidden pre-activations, from
+    G (C, n, h) = dA; db (C*h) its column sums."""
+    C, n, h = G.shape
+    db[:] = 0
+    for r in range(n):
+        for c in range(C):
+            for k in range(h):
+                d = derivative(G[c, r, k], H[r, c * h + k], act)
+                H[r, c * h + k] = d
+                db[c * h + k] += d
+
+
+@njit(cache=True, error_model="numpy")
+def many_update(W1, b1, dW1, W2, b2, dW2, db2, db1, values, steps, epoch, losses,
+                diverged):
+    """One SGD step of every configuration still training, and the epoch's bookkeeping.
+
+    W1/dW1 (i, C*h) and b1/db1 (C*h) in the wide layout, W2/dW2 (C, h, o), b2/db2 (C, o).
+    Configuration c steps with steps[c] (its learning rate this epoch, in the parameters'
+    dtype) unless its loss (values[c]) is not finite: then it is frozen from this epoch
+    (diverged[c] = epoch). losses (C, E).
+    """
+    C, h, o = W2.shape
+    for c in range(C):
+        training = diverged[c] < 0
+        if training and not np.isfinite(values[c]):
+            diverged[c] = epoch
+        losses[c, epoch] = values[c] if (training or diverged[c] == epoch) else np.nan
+        if diverged[c] < 0:
+            step = steps[c]
+            for k in range(h):
+                for j in range(o):
+                    W2[c, k, j] -= step * dW2[c, k, j]
+            for j in range(o):
+                b2[c, j] -= step * db2[c, j]
+    for k in range(W1.shape[0]):
+        for c in range(C):
+            if diverged[c] < 0:
+                step = steps[c]
+                for j in range(c * h, (c + 1) * h):
+                    W1[k, j] -= step * dW1[k, j]
+    for c in range(C):
+        if diverged[c] < 0:
+            for j in range(c * h, (c + 1) * h):
+                b1[j] -= steps[c] * db1[j]

@@ -243,6 +243,9 @@ class NumbaBackend(Backend):
         full = batch_size is None or batch_size >= n
         if (len(lrs) * len(factors) * n < CODEGEN_MIN_WORK or not X.flags.c_contiguous
                 or not self._codegen_ok(sizes, n if full else None)):
+            if full and len(params) == 2 and X.flags.c_contiguous:
+                return self._train_many_one_hidden(params, activations, loss, X, Y, lrs,
+                                                   factors)
             return super().train_many(params, activations, loss, X, Y, lrs, factors,
                                       batch_size, orders)
         if not full:
@@ -265,6 +268,45 @@ class NumbaBackend(Backend):
             np.copyto(W, from_blocks(Wb, C))
             np.copyto(b, from_blocks(bb, C))
         return losses[:C], from_blocks(diverged, C)
+
+    def _train_many_one_hidden(self, params, activations, loss, X, Y, lrs, factors):
+        """Full-batch sweep of one-hidden-layer networks: the hidden layers of all C
+        configurations form one wide layer (two large BLAS GEMMs an epoch), the output
+        layers are batched GEMMs, and fused kernels do the elementwise work between."""
+        (W1, b1), (W2, b2) = params
+        C, i, h = W1.shape
+        o = W2.shape[2]
+        n, dtype = X.shape[0], W1.dtype
+        k = self.k
+        W1w = np.ascontiguousarray(W1.transpose(1, 0, 2)).reshape(i, C * h)
+        b1w = np.ascontiguousarray(b1).reshape(C * h)
+        H = np.empty((n, C * h), dtype)
+        Hc = H.reshape(n, C, h).transpose(1, 0, 2)  # (C, n, h) views of the wide layout
+        Z = np.empty((C, n, o), dtype)
+        G = np.empty((C, n, h), dtype)
+        dW1w, db1w = np.empty_like(W1w), np.empty_like(b1w)
+        dW2, db2 = np.empty_like(W2), np.empty_like(b2)
+        values = np.empty(C)
+        losses = np.empty((C, len(factors)))
+        diverged = np.full(C, -1, dtype=np.int64)
+        rates = np.asarray(lrs, dtype=np.float64)
+        act1, act2, kind = _act(activations[0]), _act(activations[1]), _loss(loss)
+        # Diverging configurations overflow on the way; they are frozen and reported.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for e, factor in enumerate(np.asarray(factors, dtype=np.float64)):
+                np.matmul(X, W1w, out=H)
+                k.bias_activation(H, b1w, act1, n)
+                np.matmul(Hc, W2, out=Z)
+                k.many_output(Z, b2, Y, act2, kind, values, db2)
+                np.matmul(Hc.transpose(0, 2, 1), Z, out=dW2)
+                np.matmul(Z, W2.transpose(0, 2, 1), out=G)  # before W2's update
+                k.many_hidden_grad(G, H, act1, db1w)
+                np.matmul(X.T, H, out=dW1w)
+                k.many_update(W1w, b1w, dW1w, W2, b2, dW2, db2, db1w, values,
+                              (rates * factor).astype(dtype), e, losses, diverged)
+        np.copyto(W1, W1w.reshape(i, C, h).transpose(1, 0, 2))
+        np.copyto(b1, b1w.reshape(C, h))
+        return losses, diverged
 
     def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                               orders):

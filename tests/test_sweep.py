@@ -122,7 +122,8 @@ def test_minibatch_divergence_matches_separate_fits(backend):
     ((3, 2), ("sigmoid",), "binary_crossentropy"),
     ((3, 70, 2), ("tanh", "linear"), "mse"),         # beyond the generated-kernel sizes
     ((3, 40, 30, 2), ("relu", "sigmoid", "linear"), "squared_error"),
-], ids=["1-layer", "1-layer-bce", "wide", "3-layer"])
+    ((4, 50, 1), ("relu", "sigmoid"), "binary_crossentropy"),
+], ids=["1-layer", "1-layer-bce", "wide", "3-layer", "wide-bce"])
 def test_other_shapes_equal_separate_fits(backend, sizes, acts, loss):
     rng = np.random.default_rng(4)
     X = rng.normal(size=(30, sizes[0]))
@@ -137,3 +138,33 @@ def test_other_shapes_equal_separate_fits(backend, sizes, acts, loss):
         for (W, b), (rW, rb) in zip(res.params[i], ref.get_params()):
             np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(b, rb, rtol=1e-9, atol=1e-12)
+
+
+
+@pytest.mark.parametrize("dtype,acts,loss,rtol", [
+    ("float32", ("sigmoid", "sigmoid"), "squared_error", 1e-4),
+    ("float64", ("tanh", "sigmoid"), "binary_crossentropy", 1e-9),
+    ("float64", ("relu", "linear"), "mse", 1e-9),
+])
+def test_one_hidden_layer_sweeps_equal_separate_fits(backend, dtype, acts, loss, rtol):
+    """Past the generated kernels' sizes (80 rows): numba's wide-GEMM sweep path."""
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, size=(80, 16))
+    Y = rng.uniform(size=(80, 3))
+    layers = [nnkit.Dense(16, 40, acts[0]), nnkit.Dense(40, 3, acts[1])]
+    net = nnkit.Network(layers, loss=loss, dtype=dtype, seed=0, backend=backend)
+    if acts[1] == "linear":
+        Y = Y * 10  # large enough for lr 4 to diverge
+    res = nnkit.sweep(net, X, Y, lr=[0.01, 0.1, 4.0], seed=[1, 2], epochs=100)
+    for i, cfg in enumerate(res.configs):
+        ref = nnkit.Network(layers, loss=loss, dtype=dtype, seed=cfg["seed"], backend="numpy")
+        try:
+            losses, epoch = ref.fit(X, Y, epochs=100, lr=cfg["lr"]).loss, -1
+        except nnkit.TrainingDiverged as exc:
+            losses, epoch = exc.history.loss, exc.epoch
+        assert res.diverged_epoch[i] == epoch
+        np.testing.assert_allclose(res.loss[i, :len(losses)], losses, rtol=rtol)
+        if dtype == "float64" and epoch < 0:
+            for (W, b), (rW, rb) in zip(res.params[i], ref.get_params()):
+                np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
+                np.testing.assert_allclose(b, rb, rtol=1e-9, atol=1e-12)
