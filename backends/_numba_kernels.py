@@ -180,6 +180,26 @@ def activation_forward(Z, act, out, nb):
 
 
 @njit(cache=True, error_model="numpy")
+def activation_inplace(Z, act, nb):
+    """Z[:nb] = act(Z[:nb]). (activation_forward(Z, act, Z, nb) from Python gets two
+    pointers to one array: LLVM's overlap check then picks its scalar loop, 5x slower.)"""
+    m = Z.shape[1]
+    for i in range(nb):
+        for j in range(m):
+            Z[i, j] = activate(Z[i, j], act)
+
+
+@njit(cache=True, error_model="numpy")
+def derivative_inplace(G, A, act, nb):
+    """G[:nb] = G * act'(A), the derivative from the output A, in place (see
+    activation_inplace)."""
+    m = A.shape[1]
+    for i in range(nb):
+        for j in range(m):
+            G[i, j] = derivative(G[i, j], A[i, j], act)
+
+
+@njit(cache=True, error_model="numpy")
 def bias_activation(Z, b, act, nb):
     """Z[:nb] = act(Z[:nb] + b) in place: the elementwise half of a BLAS dense layer."""
     m = Z.shape[1]
@@ -347,87 +367,88 @@ def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_ord
 
 
 # --- sweeps of one-hidden-layer networks ---------------------------------------------
-# C configurations side by side: the hidden layers of all of them form one wide layer,
-# W1 (i, C*h), so its forward pass and weight gradient are two large BLAS GEMMs; the
-# output layers are batched GEMMs. The caller does the GEMMs; these kernels do the
-# elementwise work in between. They are serial on purpose: BLAS's threads are still
-# spinning right after a GEMM, and prange threads next to them halve the speed.
+# C configurations side by side, with the samples as the fast axis: the hidden units of
+# all configurations are the rows of one (C*h, n) matrix, so the hidden layer's forward
+# pass and weight gradient are two large BLAS GEMMs, and the output layers batched ones.
+# The caller does the GEMMs; these kernels do the rest. They are serial on purpose: BLAS's
+# threads still spin right after a GEMM, and prange threads next to them halve the speed.
 
 
 @njit(cache=True, error_model="numpy")
-def many_output(Z, b, Y, act, kind, values, db):
-    """Z (C, n, o): the output layers' X @ W, replaced by dZ, the gradient at their
-    pre-activations; b (C, o), Y (n, o). Writes values[c] (the loss) and db (C, o).
-    One switch (act or kind) per pass, so that LLVM hoists it and each pass vectorises."""
-    C, n, o = Z.shape
-    m = n * o
-    Yf = Y.reshape(m)
+def many_output(Z, b, Y, act, kind, values):
+    """Z (C, o, n): the output layers' W^T A^T, replaced by dZ^T, the gradient at their
+    pre-activations; b (C, o), Y (o, n) the targets transposed. values[c] = the loss.
+    Three passes, each its own function with one switch (act or kind): LLVM then hoists
+    the switch and vectorises; in one function it gives up (2.5x slower)."""
+    _output_activation(Z, b, act)
+    _output_loss(Z, Y, kind, values)
+    _output_gradient(Z, Y, act, kind)
+
+
+@njit(cache=True, error_model="numpy")
+def _output_activation(Z, b, act):
+    C, o, n = Z.shape
     for c in range(C):
-        Zc = Z[c]
-        Zf = Zc.reshape(m)
-        for r in range(n):
-            for j in range(o):
-                Zc[r, j] = activate(Zc[r, j] + b[c, j], act)
-        total = 0.0
-        for t in range(m):
-            total += loss_term(Zf[t], Yf[t], kind)
-        values[c] = loss_mean(total, kind, n)
-        G = np.empty(m, Z.dtype)
-        for t in range(m):
-            G[t] = loss_grad_term(Zf[t], Yf[t], kind, n)
-        for t in range(m):
-            Zf[t] = derivative(G[t], Zf[t], act)
         for j in range(o):
-            db[c, j] = 0
-        for r in range(n):
-            for j in range(o):
-                db[c, j] += Zc[r, j]
+            z = Z[c, j]
+            for r in range(n):
+                z[r] = activate(z[r] + b[c, j], act)
 
 
 @njit(cache=True, error_model="numpy")
-def many_hidden_grad(G, H, act, db):
-    """H (n, C*h) <- dZ = G * act'(H), the gradient at the hidden pre-activations, from
-    G (C, n, h) = dA; db (C*h) its column sums."""
-    C, n, h = G.shape
-    db[:] = 0
-    for r in range(n):
-        for c in range(C):
-            for k in range(h):
-                d = derivative(G[c, r, k], H[r, c * h + k], act)
-                H[r, c * h + k] = d
-                db[c * h + k] += d
+def _output_loss(A, Y, kind, values):
+    C, o, n = A.shape
+    part = np.empty(4)  # four running sums: one would be a chain of dependent adds
+    for c in range(C):
+        part[:] = 0.0
+        for j in range(o):
+            a = A[c, j]
+            y = Y[j]
+            for r in range(0, n - n % 4, 4):
+                for q in range(4):
+                    part[q] += loss_term(a[r + q], y[r + q], kind)
+            for r in range(n - n % 4, n):
+                part[0] += loss_term(a[r], y[r], kind)
+        values[c] = loss_mean((part[0] + part[1]) + (part[2] + part[3]), kind, n)
 
 
 @njit(cache=True, error_model="numpy")
-def many_update(W1, b1, dW1, W2, b2, dW2, db2, db1, values, steps, epoch, losses,
-                diverged):
+def _output_gradient(A, Y, act, kind):
+    C, o, n = A.shape
+    g = np.empty(n, A.dtype)
+    for c in range(C):
+        for j in range(o):
+            a = A[c, j]
+            y = Y[j]
+            for r in range(n):
+                g[r] = loss_grad_term(a[r], y[r], kind, n)
+            for r in range(n):
+                a[r] = derivative(g[r], a[r], act)
+
+
+@njit(cache=True, error_model="numpy")
+def many_update(W1, dW1, W2, b2, dW2, db2, values, steps, epoch, losses, diverged):
     """One SGD step of every configuration still training, and the epoch's bookkeeping.
 
-    W1/dW1 (i, C*h) and b1/db1 (C*h) in the wide layout, W2/dW2 (C, h, o), b2/db2 (C, o).
+    W1/dW1 (C*h, i+1): hidden weights with the bias as the last column, configuration c
+    in rows c*h:(c+1)*h; W2/dW2 (C, o, h) output weights transposed, b2/db2 (C, o).
     Configuration c steps with steps[c] (its learning rate this epoch, in the parameters'
     dtype) unless its loss (values[c]) is not finite: then it is frozen from this epoch
     (diverged[c] = epoch). losses (C, E).
     """
-    C, h, o = W2.shape
+    C, o, h = W2.shape
     for c in range(C):
         training = diverged[c] < 0
         if training and not np.isfinite(values[c]):
             diverged[c] = epoch
         losses[c, epoch] = values[c] if (training or diverged[c] == epoch) else np.nan
-        if diverged[c] < 0:
-            step = steps[c]
+        if diverged[c] >= 0:
+            continue
+        step = steps[c]
+        for k in range(c * h, (c + 1) * h):
+            for m in range(W1.shape[1]):
+                W1[k, m] -= step * dW1[k, m]
+        for j in range(o):
             for k in range(h):
-                for j in range(o):
-                    W2[c, k, j] -= step * dW2[c, k, j]
-            for j in range(o):
-                b2[c, j] -= step * db2[c, j]
-    for k in range(W1.shape[0]):
-        for c in range(C):
-            if diverged[c] < 0:
-                step = steps[c]
-                for j in range(c * h, (c + 1) * h):
-                    W1[k, j] -= step * dW1[k, j]
-    for c in range(C):
-        if diverged[c] < 0:
-            for j in range(c * h, (c + 1) * h):
-                b1[j] -= steps[c] * db1[j]
+                W2[c, j, k] -= step * dW2[c, j, k]
+            b2[c, j] -= step * db2[c, j]

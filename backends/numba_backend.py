@@ -93,6 +93,9 @@ class NumbaBackend(Backend):
     def activation_forward(self, Z, activation, out=None):
         if not self._elementwise_loops(Z, scalar_math=activation == "tanh"):
             return super().activation_forward(Z, activation, out)
+        if out is Z:
+            self.k.activation_inplace(Z, _act(activation), Z.shape[0])
+            return Z
         if out is None:
             out = np.empty_like(Z)
         self.k.activation_forward(Z, _act(activation), out, Z.shape[0])
@@ -122,8 +125,11 @@ class NumbaBackend(Backend):
                 for a in (dA, A, out)]  # stacked sweeps: one 2-D pass
         if not self._elementwise_loops(*flat):
             return super().activation_backward(dA, A, activation, out)
-        self.k.activation_backward(flat[0], flat[1], _act(activation), flat[2],
-                                   flat[1].shape[0])
+        if out is dA:
+            self.k.derivative_inplace(flat[0], flat[1], _act(activation), flat[1].shape[0])
+        else:
+            self.k.activation_backward(flat[0], flat[1], _act(activation), flat[2],
+                                       flat[1].shape[0])
         return out
 
     def dense_backward(self, dZ, X, W, need_dX=True, dW=None, db=None, dX=None):
@@ -270,22 +276,28 @@ class NumbaBackend(Backend):
         return losses[:C], from_blocks(diverged, C)
 
     def _train_many_one_hidden(self, params, activations, loss, X, Y, lrs, factors):
-        """Full-batch sweep of one-hidden-layer networks: the hidden layers of all C
-        configurations form one wide layer (two large BLAS GEMMs an epoch), the output
-        layers are batched GEMMs, and fused kernels do the elementwise work between."""
+        """Full-batch sweep of one-hidden-layer networks, samples as the fast axis: the
+        hidden units of all C configurations are the rows of one matrix (two large BLAS
+        GEMMs an epoch, the bias folded in as a column of ones), the output layers are
+        batched GEMMs, and numba kernels do the elementwise work between."""
         (W1, b1), (W2, b2) = params
         C, i, h = W1.shape
         o = W2.shape[2]
         n, dtype = X.shape[0], W1.dtype
         k = self.k
-        W1w = np.ascontiguousarray(W1.transpose(1, 0, 2)).reshape(i, C * h)
-        b1w = np.ascontiguousarray(b1).reshape(C * h)
-        H = np.empty((n, C * h), dtype)
-        Hc = H.reshape(n, C, h).transpose(1, 0, 2)  # (C, n, h) views of the wide layout
-        Z = np.empty((C, n, o), dtype)
-        G = np.empty((C, n, h), dtype)
-        dW1w, db1w = np.empty_like(W1w), np.empty_like(b1w)
-        dW2, db2 = np.empty_like(W2), np.empty_like(b2)
+        Xa = np.concatenate([X, np.ones((n, 1), dtype)], axis=1)       # (n, i+1)
+        XaT = np.ascontiguousarray(Xa.T)
+        W1a = np.concatenate([W1.transpose(0, 2, 1), b1[:, :, None]], axis=2)
+        W1a = np.ascontiguousarray(W1a).reshape(C * h, i + 1)           # rows: hidden units
+        W2T = np.ascontiguousarray(W2.transpose(0, 2, 1))               # (C, o, h)
+        YT = np.ascontiguousarray(Y.T)
+        H = np.empty((C * h, n), dtype)
+        Hc = H.reshape(C, h, n)
+        Z = np.empty((C, o, n), dtype)
+        G = np.empty((C * h, n), dtype)
+        dW1a, dW2T = np.empty_like(W1a), np.empty_like(W2T)
+        db2 = np.empty((C, o), dtype)
+        ones = np.ones(n, dtype)
         values = np.empty(C)
         losses = np.empty((C, len(factors)))
         diverged = np.full(C, -1, dtype=np.int64)
@@ -294,18 +306,21 @@ class NumbaBackend(Backend):
         # Diverging configurations overflow on the way; they are frozen and reported.
         with np.errstate(over="ignore", invalid="ignore"):
             for e, factor in enumerate(np.asarray(factors, dtype=np.float64)):
-                np.matmul(X, W1w, out=H)
-                k.bias_activation(H, b1w, act1, n)
-                np.matmul(Hc, W2, out=Z)
-                k.many_output(Z, b2, Y, act2, kind, values, db2)
-                np.matmul(Hc.transpose(0, 2, 1), Z, out=dW2)
-                np.matmul(Z, W2.transpose(0, 2, 1), out=G)  # before W2's update
-                k.many_hidden_grad(G, H, act1, db1w)
-                np.matmul(X.T, H, out=dW1w)
-                k.many_update(W1w, b1w, dW1w, W2, b2, dW2, db2, db1w, values,
+                np.matmul(W1a, XaT, out=H)
+                k.activation_inplace(H, act1, C * h)
+                np.matmul(W2T, Hc, out=Z)
+                k.many_output(Z, b2, YT, act2, kind, values)          # Z <- dZ
+                np.matmul(Z.reshape(C * o, n), ones, out=db2.reshape(C * o))
+                np.matmul(Z, Hc.transpose(0, 2, 1), out=dW2T)
+                np.matmul(W2T.transpose(0, 2, 1), Z, out=G.reshape(C, h, n))  # old W2
+                k.derivative_inplace(G, H, act1, C * h)                 # G <- dZ
+                np.matmul(G, Xa, out=dW1a)                              # bias: last column
+                k.many_update(W1a, dW1a, W2T, b2, dW2T, db2, values,
                               (rates * factor).astype(dtype), e, losses, diverged)
-        np.copyto(W1, W1w.reshape(i, C, h).transpose(1, 0, 2))
-        np.copyto(b1, b1w.reshape(C, h))
+        W1a = W1a.reshape(C, h, i + 1)
+        np.copyto(W1, W1a[:, :, :i].transpose(0, 2, 1))
+        np.copyto(b1, W1a[:, :, i])
+        np.copyto(W2, W2T.transpose(0, 2, 1))
         return losses, diverged
 
     def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, factors, batch_size,

@@ -229,6 +229,8 @@ def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
         log(f"  measuring sweeps {dtype}")
         sweeps += sweep_rows(backends, dtype, peers, 256 if quick else 1024,
                              500 if quick else 5000)
+        sweeps += sweep_rows(backends, dtype, peers, 64, 20 if quick else 100,
+                             workload="digits")
     for row in rows:
         base = next((r for r in rows if r["workload"] == row["workload"]
                      and r["dtype"] == row["dtype"] and r["backend"] == "numpy"), None)
