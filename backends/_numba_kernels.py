@@ -366,12 +366,24 @@ def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_ord
     return lrs.shape[0]
 
 
-# --- sweeps of one-hidden-layer networks ---------------------------------------------
-# C configurations side by side, with the samples as the fast axis: the hidden units of
-# all configurations are the rows of one (C*h, n) matrix, so the hidden layer's forward
-# pass and weight gradient are two large BLAS GEMMs, and the output layers batched ones.
-# The caller does the GEMMs; these kernels do the rest. They are serial on purpose: BLAS's
-# threads still spin right after a GEMM, and prange threads next to them halve the speed.
+# --- full-batch sweeps -----------------------------------------------------------------
+# C configurations side by side, with the samples as the fast axis: the first layer's
+# units of all configurations are the rows of one (C*h, n) matrix, so its forward pass
+# and weight gradient are two large BLAS GEMMs; later layers are batched GEMMs over
+# (C, o, n) stacks. The caller does the GEMMs; these kernels do the rest. They are serial
+# on purpose: BLAS's threads still spin right after a GEMM, and prange threads next to
+# them halve the speed.
+
+
+@njit(cache=True, error_model="numpy")
+def rows_activation(Z, b, act):
+    """Z (C, o, n) = act(Z + b[c, j]) in place: layer outputs, samples last; b (C, o)."""
+    C, o, n = Z.shape
+    for c in range(C):
+        for j in range(o):
+            z = Z[c, j]
+            for r in range(n):
+                z[r] = activate(z[r] + b[c, j], act)
 
 
 @njit(cache=True, error_model="numpy")
@@ -380,19 +392,9 @@ def many_output(Z, b, Y, act, kind, values):
     pre-activations; b (C, o), Y (o, n) the targets transposed. values[c] = the loss.
     Three passes, each its own function with one switch (act or kind): LLVM then hoists
     the switch and vectorises; in one function it gives up (2.5x slower)."""
-    _output_activation(Z, b, act)
+    rows_activation(Z, b, act)
     _output_loss(Z, Y, kind, values)
     _output_gradient(Z, Y, act, kind)
-
-
-@njit(cache=True, error_model="numpy")
-def _output_activation(Z, b, act):
-    C, o, n = Z.shape
-    for c in range(C):
-        for j in range(o):
-            z = Z[c, j]
-            for r in range(n):
-                z[r] = activate(z[r] + b[c, j], act)
 
 
 @njit(cache=True, error_model="numpy")
@@ -427,28 +429,22 @@ def _output_gradient(A, Y, act, kind):
 
 
 @njit(cache=True, error_model="numpy")
-def many_update(W1, dW1, W2, b2, dW2, db2, values, steps, epoch, losses, diverged):
-    """One SGD step of every configuration still training, and the epoch's bookkeeping.
-
-    W1/dW1 (C*h, i+1): hidden weights with the bias as the last column, configuration c
-    in rows c*h:(c+1)*h; W2/dW2 (C, o, h) output weights transposed, b2/db2 (C, o).
-    Configuration c steps with steps[c] (its learning rate this epoch, in the parameters'
-    dtype) unless its loss (values[c]) is not finite: then it is frozen from this epoch
-    (diverged[c] = epoch). losses (C, E).
-    """
-    C, o, h = W2.shape
-    for c in range(C):
+def many_bookkeeping(values, epoch, losses, diverged):
+    """Record epoch's loss of each configuration (losses (C, E)); one whose loss is not
+    finite is frozen from this epoch on (diverged[c] = epoch), later losses NaN."""
+    for c in range(values.shape[0]):
         training = diverged[c] < 0
         if training and not np.isfinite(values[c]):
             diverged[c] = epoch
         losses[c, epoch] = values[c] if (training or diverged[c] == epoch) else np.nan
-        if diverged[c] >= 0:
-            continue
-        step = steps[c]
-        for k in range(c * h, (c + 1) * h):
-            for m in range(W1.shape[1]):
-                W1[k, m] -= step * dW1[k, m]
-        for j in range(o):
-            for k in range(h):
-                W2[c, j, k] -= step * dW2[c, j, k]
-            b2[c, j] -= step * db2[c, j]
+
+
+@njit(cache=True, error_model="numpy")
+def many_step(P, dP, steps, diverged):
+    """P[c] -= steps[c] * dP[c] for the configurations still training; P (C, a, b)."""
+    for c in range(P.shape[0]):
+        if diverged[c] < 0:
+            step = steps[c]
+            for k in range(P.shape[1]):
+                for j in range(P.shape[2]):
+                    P[c, k, j] -= step * dP[c, k, j]

@@ -249,9 +249,9 @@ class NumbaBackend(Backend):
         full = batch_size is None or batch_size >= n
         if (len(lrs) * len(factors) * n < CODEGEN_MIN_WORK or not X.flags.c_contiguous
                 or not self._codegen_ok(sizes, n if full else None)):
-            if full and len(params) == 2 and X.flags.c_contiguous:
-                return self._train_many_one_hidden(params, activations, loss, X, Y, lrs,
-                                                   factors)
+            if full and X.flags.c_contiguous:
+                return self._train_many_stacked(params, activations, loss, X, Y, lrs,
+                                                factors)
             return super().train_many(params, activations, loss, X, Y, lrs, factors,
                                       batch_size, orders)
         if not full:
@@ -275,52 +275,67 @@ class NumbaBackend(Backend):
             np.copyto(b, from_blocks(bb, C))
         return losses[:C], from_blocks(diverged, C)
 
-    def _train_many_one_hidden(self, params, activations, loss, X, Y, lrs, factors):
-        """Full-batch sweep of one-hidden-layer networks, samples as the fast axis: the
-        hidden units of all C configurations are the rows of one matrix (two large BLAS
-        GEMMs an epoch, the bias folded in as a column of ones), the output layers are
-        batched GEMMs, and numba kernels do the elementwise work between."""
-        (W1, b1), (W2, b2) = params
-        C, i, h = W1.shape
-        o = W2.shape[2]
-        n, dtype = X.shape[0], W1.dtype
+    def _train_many_stacked(self, params, activations, loss, X, Y, lrs, factors):
+        """Full-batch sweep, samples as the fast axis: the first layer's units of all C
+        configurations are the rows of one matrix (two large BLAS GEMMs an epoch, its bias
+        folded in as a column of ones), later layers are batched GEMMs over (C, o, n)
+        stacks, and numba kernels do the elementwise work between."""
         k = self.k
+        L = len(params)
+        C, i, h = params[0][0].shape
+        n, dtype = X.shape[0], params[0][0].dtype
         Xa = np.concatenate([X, np.ones((n, 1), dtype)], axis=1)       # (n, i+1)
         XaT = np.ascontiguousarray(Xa.T)
-        W1a = np.concatenate([W1.transpose(0, 2, 1), b1[:, :, None]], axis=2)
-        W1a = np.ascontiguousarray(W1a).reshape(C * h, i + 1)           # rows: hidden units
-        W2T = np.ascontiguousarray(W2.transpose(0, 2, 1))               # (C, o, h)
         YT = np.ascontiguousarray(Y.T)
-        H = np.empty((C * h, n), dtype)
-        Hc = H.reshape(C, h, n)
-        Z = np.empty((C, o, n), dtype)
-        G = np.empty((C * h, n), dtype)
-        dW1a, dW2T = np.empty_like(W1a), np.empty_like(W2T)
-        db2 = np.empty((C, o), dtype)
+        W0, b0 = params[0]
+        W0a = np.ascontiguousarray(np.concatenate([W0.transpose(0, 2, 1), b0[:, :, None]],
+                                                  axis=2))              # (C, h, i+1)
+        WT = [W0a] + [np.ascontiguousarray(W.transpose(0, 2, 1)) for W, _ in params[1:]]
+        bs = [None] + [np.ascontiguousarray(b) for _, b in params[1:]]  # (C, o)
+        A = [np.empty((C, W.shape[2], n), dtype) for W, _ in params]    # (C, o, n)
+        D = [np.empty_like(a) for a in A[:-1]]                          # dA, then dZ
+        dWT = [np.empty_like(w) for w in WT]
+        db = [None] + [np.empty_like(b) for b in bs[1:]]
+        b_out = bs[-1] if L > 1 else np.zeros((C, h), dtype)  # 1 layer: bias folded in
         ones = np.ones(n, dtype)
         values = np.empty(C)
         losses = np.empty((C, len(factors)))
         diverged = np.full(C, -1, dtype=np.int64)
         rates = np.asarray(lrs, dtype=np.float64)
-        act1, act2, kind = _act(activations[0]), _act(activations[1]), _loss(loss)
+        acts = [_act(a) for a in activations]
+        kind = _loss(loss)
         # Diverging configurations overflow on the way; they are frozen and reported.
         with np.errstate(over="ignore", invalid="ignore"):
             for e, factor in enumerate(np.asarray(factors, dtype=np.float64)):
-                np.matmul(W1a, XaT, out=H)
-                k.activation_inplace(H, act1, C * h)
-                np.matmul(W2T, Hc, out=Z)
-                k.many_output(Z, b2, YT, act2, kind, values)          # Z <- dZ
-                np.matmul(Z.reshape(C * o, n), ones, out=db2.reshape(C * o))
-                np.matmul(Z, Hc.transpose(0, 2, 1), out=dW2T)
-                np.matmul(W2T.transpose(0, 2, 1), Z, out=G.reshape(C, h, n))  # old W2
-                k.derivative_inplace(G, H, act1, C * h)                 # G <- dZ
-                np.matmul(G, Xa, out=dW1a)                              # bias: last column
-                k.many_update(W1a, dW1a, W2T, b2, dW2T, db2, values,
-                              (rates * factor).astype(dtype), e, losses, diverged)
-        W1a = W1a.reshape(C, h, i + 1)
-        np.copyto(W1, W1a[:, :, :i].transpose(0, 2, 1))
-        np.copyto(b1, W1a[:, :, i])
-        np.copyto(W2, W2T.transpose(0, 2, 1))
+                np.matmul(W0a.reshape(C * h, i + 1), XaT, out=A[0].reshape(C * h, n))
+                for l in range(1, L):
+                    if l == 1:
+                        k.activation_inplace(A[0].reshape(C * h, n), acts[0], C * h)
+                    else:
+                        k.rows_activation(A[l - 1], bs[l - 1], acts[l - 1])
+                    np.matmul(WT[l], A[l - 1], out=A[l])
+                k.many_output(A[-1], b_out, YT, acts[-1], kind, values)  # A[-1] <- dZ
+                k.many_bookkeeping(values, e, losses, diverged)
+                G = A[-1]
+                for l in range(L - 1, 0, -1):
+                    np.matmul(G.reshape(-1, n), ones, out=db[l].reshape(-1))
+                    np.matmul(G, A[l - 1].transpose(0, 2, 1), out=dWT[l])
+                    np.matmul(WT[l].transpose(0, 2, 1), G, out=D[l - 1])  # before the update
+                    k.derivative_inplace(D[l - 1].reshape(-1, n), A[l - 1].reshape(-1, n),
+                                         acts[l - 1], D[l - 1].shape[0] * D[l - 1].shape[1])
+                    G = D[l - 1]
+                np.matmul(G.reshape(C * h, n), Xa, out=dWT[0].reshape(C * h, i + 1))
+                steps = (rates * factor).astype(dtype)
+                for l in range(L):
+                    k.many_step(WT[l], dWT[l], steps, diverged)
+                    if l:
+                        k.many_step(bs[l].reshape(C, -1, 1), db[l].reshape(C, -1, 1), steps,
+                                    diverged)
+        np.copyto(W0, W0a[:, :, :i].transpose(0, 2, 1))
+        np.copyto(b0, W0a[:, :, i])
+        for (W, b), wt, bl in zip(params[1:], WT[1:], bs[1:]):
+            np.copyto(W, wt.transpose(0, 2, 1))
+            np.copyto(b, bl)
         return losses, diverged
 
     def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, factors, batch_size,

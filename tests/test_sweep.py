@@ -141,20 +141,23 @@ def test_other_shapes_equal_separate_fits(backend, sizes, acts, loss):
 
 
 
-@pytest.mark.parametrize("dtype,acts,loss,rtol", [
-    ("float32", ("sigmoid", "sigmoid"), "squared_error", 1e-4),
-    ("float64", ("tanh", "sigmoid"), "binary_crossentropy", 1e-9),
-    ("float64", ("relu", "linear"), "mse", 1e-9),
-])
-def test_one_hidden_layer_sweeps_equal_separate_fits(backend, dtype, acts, loss, rtol):
-    """Past the generated kernels' sizes (80 rows): numba's wide-GEMM sweep path."""
+@pytest.mark.parametrize("sizes,acts,loss,dtype,rtol", [
+    ((16, 40, 3), ("sigmoid", "sigmoid"), "squared_error", "float32", 1e-4),
+    ((16, 40, 3), ("tanh", "sigmoid"), "binary_crossentropy", "float64", 1e-9),
+    ((16, 40, 3), ("relu", "linear"), "mse", "float64", 1e-9),
+    ((16, 3), ("sigmoid",), "squared_error", "float64", 1e-9),
+    ((16, 30, 20, 3), ("tanh", "relu", "sigmoid"), "squared_error", "float64", 1e-9),
+], ids=["f32", "bce", "diverging", "1-layer", "3-layer"])
+def test_full_batch_sweeps_past_the_generated_sizes(backend, sizes, acts, loss, dtype, rtol):
+    """80 rows, past the generated kernels: numba's stacked sweep path (wide first-layer
+    GEMM, batched later layers), against separate NumPy fits."""
     rng = np.random.default_rng(5)
-    X = rng.uniform(-1, 1, size=(80, 16))
-    Y = rng.uniform(size=(80, 3))
-    layers = [nnkit.Dense(16, 40, acts[0]), nnkit.Dense(40, 3, acts[1])]
-    net = nnkit.Network(layers, loss=loss, dtype=dtype, seed=0, backend=backend)
-    if acts[1] == "linear":
+    X = rng.uniform(-1, 1, size=(80, sizes[0]))
+    Y = rng.uniform(size=(80, sizes[-1]))
+    if acts[-1] == "linear":
         Y = Y * 10  # large enough for lr 4 to diverge
+    layers = [nnkit.Dense(a, b, k) for a, b, k in zip(sizes, sizes[1:], acts)]
+    net = nnkit.Network(layers, loss=loss, dtype=dtype, seed=0, backend=backend)
     res = nnkit.sweep(net, X, Y, lr=[0.01, 0.1, 4.0], seed=[1, 2], epochs=100)
     for i, cfg in enumerate(res.configs):
         ref = nnkit.Network(layers, loss=loss, dtype=dtype, seed=cfg["seed"], backend="numpy")
