@@ -290,6 +290,14 @@ def format_table(result):
     return "\n".join(out)
 
 
+def _rate(per_s):
+    """A rate with 3-4 significant digits and a k/M/G prefix."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if per_s >= scale:
+            return f"{per_s / scale:7.4g} {prefix}"
+    return f"{per_s:7.4g}  "
+
+
 def _us(seconds):
     if seconds is None:
         return ""
@@ -346,7 +354,7 @@ def cmd_bench(args):
     print(format_table(result))
     for r in result.get("sweeps", []):
         print(f"sweep {r['sweep']} {r['nets']} nets x {r['epochs']} epochs {r['dtype']}: "
-              f"{r['backend']:<15} {r['net_epochs_per_s'] / 1e6:9.2f} M net-epochs/s")
+              f"{r['backend']:<15} {_rate(r['net_epochs_per_s'])} net-epochs/s")
     worst = max((r["parity"] for r in result["rows"] if "parity" in r), default=0.0)
     tol = 1e-4 if "float32" in dtypes else 1e-9
     print(f"parity: max relative loss difference vs numpy {worst:.2e} "
