@@ -154,11 +154,16 @@ class Backend:
         """``dZ = dA * act'(A)``, the derivative taken from the output A.
 
         sigmoid: a(1-a); tanh: 1-a^2; relu: 1 where a > 0 else 0 (so 0 at z = 0);
-        linear: 1. ``out`` must not alias ``dA`` or ``A``.
+        linear: 1. ``out`` may be ``dA`` or ``A`` itself.
         """
         xp = self.xp
         if out is None:
             out = xp.empty_like(A)
+        if out is dA or out is A:  # computed in a scratch buffer, then copied
+            result = self.activation_backward(dA, A, activation,
+                                              out=self._scratch(A.shape, A.dtype))
+            xp.copyto(out, result)
+            return out
         if activation == "sigmoid":
             xp.multiply(A, A, out=out)
             xp.subtract(A, out, out=out)
