@@ -367,12 +367,8 @@ def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_ord
 
 
 # --- full-batch sweeps -----------------------------------------------------------------
-# C configurations side by side, with the samples as the fast axis: the first layer's
-# units of all configurations are the rows of one (C*h, n) matrix, so its forward pass
-# and weight gradient are two large BLAS GEMMs; later layers are batched GEMMs over
-# (C, o, n) stacks. The caller does the GEMMs; these kernels do the rest. They are serial
-# on purpose: BLAS's threads still spin right after a GEMM, and prange threads next to
-# them halve the speed.
+# The elementwise steps of Backend._train_many_stacked: C configurations side by side,
+# layer outputs (C, o, n) with the samples as the fast axis.
 
 
 @njit(cache=True, error_model="numpy")

@@ -342,23 +342,26 @@ class Backend:
         Returns (losses (C, epochs) NumPy float64, NaN after divergence;
         diverged_epoch (C,) NumPy int, -1 where it never diverged).
         """
+        if batch_size is None or batch_size >= X.shape[0]:
+            return self._train_many_stacked(params, activations, loss, X, Y, lrs, factors)
         xp = self.xp
         C, epochs = len(lrs), len(factors)
         n = X.shape[0]
-        bs = n if batch_size is None or batch_size >= n else batch_size
-        dtype = params[0][0].dtype
+        bs = batch_size
         losses = xp.zeros((C, epochs), dtype=numpy.float64)
         active = xp.ones(C, dtype=bool)
         diverged = xp.full(C, -1, dtype=numpy.int64)
         lr_dev = self.asarray(lrs, dtype=numpy.float64)
         order_dev = None if orders is None else self.asarray(orders)
+        dtype = params[0][0].dtype
         # Diverging configurations overflow on the way; they are frozen and reported.
         with numpy.errstate(over="ignore", invalid="ignore"):
             for e in range(epochs):
                 for start in range(0, n, bs):
                     stop = min(start + bs, n)
                     if order_dev is None:
-                        Xb, Yb = X[start:stop], Y[start:stop]
+                        Xb = xp.broadcast_to(X[start:stop], (C, stop - start, X.shape[1]))
+                        Yb = Y[start:stop]
                     else:
                         idx = order_dev[:, e, start:stop]
                         Xb, Yb = X[idx], Y[idx]
@@ -381,23 +384,11 @@ class Backend:
                 numpy.asarray(self.to_numpy(diverged)))
 
     def _many_forward_backward(self, params, activations, loss, X, Y):
-        """Per-configuration losses (C,) and gradients for stacked parameters.
-        X is (nb, i) shared by all configurations, or (C, nb, i)."""
+        """Per-configuration losses (C,) and gradients for stacked parameters;
+        X (C, nb, i), Y (C, nb, o) or (nb, o)."""
         xp = self.xp
-        first = None
-        if X.ndim == 2:
-            # Shared inputs: the first layer of every configuration is one wide layer,
-            # X (n, i) @ [W_1 | ... | W_C] (i, C*o): one big GEMM instead of C small ones.
-            W, b = params[0]
-            C, i, o = W.shape
-            wide = xp.ascontiguousarray(xp.swapaxes(W, 0, 1)).reshape(i, C * o)
-            first = self.dense_forward(X, wide, b.reshape(C * o), activations[0])
-            inputs = [X, first.reshape(-1, C, o).transpose(1, 0, 2)]
-            rest = zip(params[1:], activations[1:])
-        else:
-            inputs = [X]
-            rest = zip(params, activations)
-        for (W, b), act in rest:
+        inputs = [X]
+        for (W, b), act in zip(params, activations):
             inputs.append(self.dense_forward(inputs[-1], W, b[:, None, :], act))
         out = inputs[-1]
         nb = out.shape[-2]
@@ -413,24 +404,104 @@ class Backend:
             value = total / (2 * nb) if loss == "squared_error" else total / nb
             G = d / nb if loss == "squared_error" else d * (2.0 / nb)
         grads = [None] * len(params)
-        for i in range(len(params) - 1, 0 if first is not None else -1, -1):
+        for i in range(len(params) - 1, -1, -1):
             dZ = self.activation_backward(G, inputs[i + 1], activations[i])
-            prev = inputs[i]
-            dW = xp.matmul(xp.swapaxes(prev, -1, -2), dZ)
-            grads[i] = (dW, xp.sum(dZ, axis=-2))
-            if i == 1 and first is not None:
-                # dA of the wide first layer, written straight into its (n, C, o) layout.
-                C, n, o = prev.shape
-                G = xp.empty((n, C, o), dtype=dZ.dtype)
-                xp.matmul(dZ, xp.swapaxes(params[1][0], -1, -2), out=G.transpose(1, 0, 2))
-            elif i:
+            grads[i] = (xp.matmul(xp.swapaxes(inputs[i], -1, -2), dZ), xp.sum(dZ, axis=-2))
+            if i:
                 G = xp.matmul(dZ, xp.swapaxes(params[i][0], -1, -2))
-        if first is not None:
-            W = params[0][0]
-            C, i, o = W.shape
-            if len(params) == 1:  # G came from the loss in (C, n, o) layout
-                G = xp.ascontiguousarray(G.transpose(1, 0, 2))
-            dZ = self.activation_backward(G.reshape(-1, C * o), first, activations[0])
-            dW = xp.matmul(X.T, dZ).reshape(i, C, o).transpose(1, 0, 2)
-            grads[0] = (dW, xp.sum(dZ, axis=0).reshape(C, o))
         return value, grads
+
+    # The full-batch sweep: C configurations side by side with the samples as the fast
+    # axis. The first layer's units of all configurations are the rows of one matrix, so
+    # its forward pass and weight gradient are two large GEMMs (its bias folded in as a
+    # column of ones); later layers are batched GEMMs over (C, o, n) stacks.
+    def _train_many_stacked(self, params, activations, loss, X, Y, lrs, factors):
+        xp = self.xp
+        L = len(params)
+        W0, b0 = params[0]
+        C, i, h = W0.shape
+        n, dtype = X.shape[0], W0.dtype
+        Xa = xp.concatenate([X, xp.ones((n, 1), dtype=dtype)], axis=1)  # (n, i+1)
+        XaT = xp.ascontiguousarray(Xa.T)
+        YT = xp.ascontiguousarray(Y.T)
+        WT = [xp.ascontiguousarray(xp.concatenate(
+            [xp.swapaxes(W0, 1, 2), b0[:, :, None]], axis=2))]           # (C, h, i+1)
+        WT += [xp.ascontiguousarray(xp.swapaxes(W, 1, 2)) for W, _ in params[1:]]
+        bs = [None] + [xp.ascontiguousarray(b) for _, b in params[1:]]  # (C, o)
+        A = [xp.empty((C, W.shape[2], n), dtype=dtype) for W, _ in params]
+        D = [xp.empty_like(a) for a in A[:-1]]                          # dA, then dZ
+        dWT = [xp.empty_like(w) for w in WT]
+        db = [None] + [xp.empty_like(b) for b in bs[1:]]
+        b_out = bs[-1] if L > 1 else xp.zeros((C, h), dtype=dtype)  # 1 layer: folded in
+        ones = xp.ones(n, dtype=dtype)
+        values = xp.empty(C, dtype=numpy.float64)
+        losses = xp.empty((C, len(factors)), dtype=numpy.float64)
+        diverged = xp.full(C, -1, dtype=numpy.int64)
+        rates = self.asarray(lrs, dtype=numpy.float64)
+        pairs = [(WT[0], dWT[0])] + [p for l in range(1, L) for p in (
+            (WT[l], dWT[l]), (bs[l].reshape(C, -1, 1), db[l].reshape(C, -1, 1)))]
+        # Diverging configurations overflow on the way; they are frozen and reported.
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            for e, factor in enumerate(numpy.asarray(factors, dtype=numpy.float64)):
+                xp.matmul(WT[0].reshape(C * h, i + 1), XaT, out=A[0].reshape(C * h, n))
+                for l in range(1, L):
+                    if l > 1:
+                        A[l - 1] += bs[l - 1][:, :, None]
+                    flat = A[l - 1].reshape(-1, n)
+                    self.activation_forward(flat, activations[l - 1], out=flat)
+                    xp.matmul(WT[l], A[l - 1], out=A[l])
+                self._stacked_output(A[-1], b_out, YT, activations[-1], loss, values)
+                G = A[-1]
+                for l in range(L - 1, 0, -1):
+                    xp.matmul(G.reshape(-1, n), ones, out=db[l].reshape(-1))
+                    xp.matmul(G, xp.swapaxes(A[l - 1], 1, 2), out=dWT[l])
+                    xp.matmul(xp.swapaxes(WT[l], 1, 2), G, out=D[l - 1])  # before the update
+                    flat = D[l - 1].reshape(-1, n)
+                    self.activation_backward(flat, A[l - 1].reshape(-1, n), activations[l - 1],
+                                             out=flat)
+                    G = D[l - 1]
+                xp.matmul(G.reshape(C * h, n), Xa, out=dWT[0].reshape(C * h, i + 1))
+                self._stacked_update(pairs, values, rates, factor, e, losses, diverged)
+        W0[...] = xp.swapaxes(WT[0][:, :, :i], 1, 2)
+        b0[...] = WT[0][:, :, i]
+        for (W, b), wt, bl in zip(params[1:], WT[1:], bs[1:]):
+            W[...] = xp.swapaxes(wt, 1, 2)
+            b[...] = bl
+        return (numpy.asarray(self.to_numpy(losses), dtype=numpy.float64),
+                numpy.asarray(self.to_numpy(diverged)))
+
+    def _stacked_output(self, Z, b, YT, activation, loss, values):
+        """Output layers of the stacked sweep: Z (C, o, n) holds W^T A^T and is replaced
+        by dZ (the gradient at the pre-activations); b (C, o); YT (o, n) the targets
+        transposed; values (C,) float64 receives each configuration's loss."""
+        xp = self.xp
+        n = Z.shape[2]
+        Z += b[:, :, None]
+        flat = Z.reshape(-1, n)
+        self.activation_forward(flat, activation, out=flat)
+        if loss == "binary_crossentropy":  # Z holds logits (a linear output layer)
+            values[...] = xp.sum((xp.maximum(Z, 0) - YT * Z)
+                                 + xp.log1p(xp.exp(-xp.abs(Z))), axis=(1, 2)) / n
+            G = self.activation_forward(Z, "sigmoid")
+            G -= YT
+            G /= n
+        else:
+            d = Z - YT
+            total = xp.sum(d * d, axis=(1, 2))
+            values[...] = total / (2 * n) if loss == "squared_error" else total / n
+            G = d / n if loss == "squared_error" else d * (2.0 / n)
+        self.activation_backward(G.reshape(-1, n), flat, activation, out=flat)
+
+    def _stacked_update(self, pairs, values, rates, factor, epoch, losses, diverged):
+        """Record the epoch's losses (C, E), freeze configurations whose loss is not
+        finite (diverged[c] = epoch, later losses NaN) and step the others: P -= lr * dP
+        for each (P, dP) in pairs, arrays (C, ., .), lr = rates[c] * factor."""
+        xp = self.xp
+        training = diverged < 0
+        ok = training & xp.isfinite(values)
+        losses[:, epoch] = xp.where(training, values, numpy.nan)
+        diverged[...] = xp.where(training & ~ok, epoch, diverged)
+        steps = xp.where(ok, rates * factor, 0).astype(pairs[0][0].dtype)[:, None, None]
+        for P, dP in pairs:
+            # 0 * NaN is NaN: keep frozen configurations exactly as they were.
+            P -= xp.where(ok[:, None, None], dP * steps, 0)

@@ -249,9 +249,6 @@ class NumbaBackend(Backend):
         full = batch_size is None or batch_size >= n
         if (len(lrs) * len(factors) * n < CODEGEN_MIN_WORK or not X.flags.c_contiguous
                 or not self._codegen_ok(sizes, n if full else None)):
-            if full and X.flags.c_contiguous:
-                return self._train_many_stacked(params, activations, loss, X, Y, lrs,
-                                                factors)
             return super().train_many(params, activations, loss, X, Y, lrs, factors,
                                       batch_size, orders)
         if not full:
@@ -275,68 +272,17 @@ class NumbaBackend(Backend):
             np.copyto(b, from_blocks(bb, C))
         return losses[:C], from_blocks(diverged, C)
 
-    def _train_many_stacked(self, params, activations, loss, X, Y, lrs, factors):
-        """Full-batch sweep, samples as the fast axis: the first layer's units of all C
-        configurations are the rows of one matrix (two large BLAS GEMMs an epoch, its bias
-        folded in as a column of ones), later layers are batched GEMMs over (C, o, n)
-        stacks, and numba kernels do the elementwise work between."""
-        k = self.k
-        L = len(params)
-        C, i, h = params[0][0].shape
-        n, dtype = X.shape[0], params[0][0].dtype
-        Xa = np.concatenate([X, np.ones((n, 1), dtype)], axis=1)       # (n, i+1)
-        XaT = np.ascontiguousarray(Xa.T)
-        YT = np.ascontiguousarray(Y.T)
-        W0, b0 = params[0]
-        W0a = np.ascontiguousarray(np.concatenate([W0.transpose(0, 2, 1), b0[:, :, None]],
-                                                  axis=2))              # (C, h, i+1)
-        WT = [W0a] + [np.ascontiguousarray(W.transpose(0, 2, 1)) for W, _ in params[1:]]
-        bs = [None] + [np.ascontiguousarray(b) for _, b in params[1:]]  # (C, o)
-        A = [np.empty((C, W.shape[2], n), dtype) for W, _ in params]    # (C, o, n)
-        D = [np.empty_like(a) for a in A[:-1]]                          # dA, then dZ
-        dWT = [np.empty_like(w) for w in WT]
-        db = [None] + [np.empty_like(b) for b in bs[1:]]
-        b_out = bs[-1] if L > 1 else np.zeros((C, h), dtype)  # 1 layer: bias folded in
-        ones = np.ones(n, dtype)
-        values = np.empty(C)
-        losses = np.empty((C, len(factors)))
-        diverged = np.full(C, -1, dtype=np.int64)
-        rates = np.asarray(lrs, dtype=np.float64)
-        acts = [_act(a) for a in activations]
-        kind = _loss(loss)
-        # Diverging configurations overflow on the way; they are frozen and reported.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for e, factor in enumerate(np.asarray(factors, dtype=np.float64)):
-                np.matmul(W0a.reshape(C * h, i + 1), XaT, out=A[0].reshape(C * h, n))
-                for l in range(1, L):
-                    if l == 1:
-                        k.activation_inplace(A[0].reshape(C * h, n), acts[0], C * h)
-                    else:
-                        k.rows_activation(A[l - 1], bs[l - 1], acts[l - 1])
-                    np.matmul(WT[l], A[l - 1], out=A[l])
-                k.many_output(A[-1], b_out, YT, acts[-1], kind, values)  # A[-1] <- dZ
-                k.many_bookkeeping(values, e, losses, diverged)
-                G = A[-1]
-                for l in range(L - 1, 0, -1):
-                    np.matmul(G.reshape(-1, n), ones, out=db[l].reshape(-1))
-                    np.matmul(G, A[l - 1].transpose(0, 2, 1), out=dWT[l])
-                    np.matmul(WT[l].transpose(0, 2, 1), G, out=D[l - 1])  # before the update
-                    k.derivative_inplace(D[l - 1].reshape(-1, n), A[l - 1].reshape(-1, n),
-                                         acts[l - 1], D[l - 1].shape[0] * D[l - 1].shape[1])
-                    G = D[l - 1]
-                np.matmul(G.reshape(C * h, n), Xa, out=dWT[0].reshape(C * h, i + 1))
-                steps = (rates * factor).astype(dtype)
-                for l in range(L):
-                    k.many_step(WT[l], dWT[l], steps, diverged)
-                    if l:
-                        k.many_step(bs[l].reshape(C, -1, 1), db[l].reshape(C, -1, 1), steps,
-                                    diverged)
-        np.copyto(W0, W0a[:, :, :i].transpose(0, 2, 1))
-        np.copyto(b0, W0a[:, :, i])
-        for (W, b), wt, bl in zip(params[1:], WT[1:], bs[1:]):
-            np.copyto(W, wt.transpose(0, 2, 1))
-            np.copyto(b, bl)
-        return losses, diverged
+    # The base class's full-batch sweep (first layer one wide GEMM, later layers batched
+    # GEMMs) with its elementwise steps as kernels. They are serial: BLAS's threads still
+    # spin right after a GEMM, and prange threads next to them halve the speed.
+    def _stacked_output(self, Z, b, YT, activation, loss, values):
+        self.k.many_output(Z, b, YT, _act(activation), _loss(loss), values)
+
+    def _stacked_update(self, pairs, values, rates, factor, epoch, losses, diverged):
+        self.k.many_bookkeeping(values, epoch, losses, diverged)
+        steps = (rates * factor).astype(pairs[0][0].dtype)
+        for P, dP in pairs:
+            self.k.many_step(P, dP, steps, diverged)
 
     def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                               orders):
