@@ -20,9 +20,9 @@ def separate_fit(cfg, X, Y, epochs, **kw):
         return np.array(exc.history.loss), exc.epoch, net.get_params()
 
 
-@pytest.mark.parametrize("kw", [{}, {"batch_size": 3, "shuffle": True},
+@pytest.mark.parametrize("kw", [{}, {"batch_size": 3, "shuffle": True}, {"batch_size": 3},
                                 {"lr_schedule": nnkit.InverseTime(0.01)}],
-                         ids=["batch", "minibatch", "schedule"])
+                         ids=["batch", "minibatch", "minibatch-in-order", "schedule"])
 def test_every_configuration_equals_a_separate_fit(backend, kw):
     X, Y = nnkit.datasets.xor_gate()
     res = nnkit.sweep(template(backend), X, Y, lr=[0.1, 2.0, 5.0], seed=[0, 1], epochs=150,
