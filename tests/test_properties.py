@@ -167,3 +167,40 @@ def test_sigmoid_and_bce_extremes_without_warnings(backend, dtype):
     assert np.all(np.diff(s[0]) >= 0)
     # softplus(z) - y z per element: 1e4, 800, 0, log 2, 0, 800, 1e4 (exact from logits).
     assert value == pytest.approx(1e4 + 800 + np.log(2) + 800 + 1e4, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(1, 9), min_size=2, max_size=4),
+       acts=st.lists(st.sampled_from(ACTIVATIONS), min_size=3, max_size=3),
+       loss=st.sampled_from(LOSSES), n=st.sampled_from([5, 70]),
+       lrs=st.lists(st.floats(1e-3, 0.5), min_size=1, max_size=3),
+       seed=st.integers(0, 2 ** 16))
+def test_full_batch_sweep_equals_separate_fits(name, sizes, acts, loss, n, lrs, seed):
+    """Every configuration of a sweep equals its own fit on the same backend (float64);
+    70 rows take the stacked path past numba's generated kernels. Rates up to 0.5 and
+    losses that do not blow up: in exploding or oscillating runs (large rates, saturated
+    tanh units) summation order alone moves the results past 1e-9 within a few epochs.
+    test_sweep.py covers divergence and the comparison with the NumPy backend."""
+    acts = acts[:len(sizes) - 1]
+    if loss == "binary_crossentropy":
+        acts[-1] = "sigmoid"
+    layers = [nnkit.Dense(a, b, k) for a, b, k in zip(sizes, sizes[1:], acts)]
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, sizes[0]))
+    Y = rng.uniform(size=(n, sizes[-1]))
+    net = nnkit.Network(layers, loss=loss, dtype="float64", seed=seed, backend=name)
+    res = nnkit.sweep(net, X, Y, lr=lrs, epochs=12)
+    for i, cfg in enumerate(res.configs):
+        ref = nnkit.Network(layers, loss=loss, dtype="float64", seed=seed, backend=name)
+        try:
+            losses = ref.fit(X, Y, epochs=12, lr=cfg["lr"]).loss
+        except nnkit.TrainingDiverged:
+            continue
+        if max(losses) > 10 * losses[0]:
+            continue
+        assert res.diverged_epoch[i] == -1
+        np.testing.assert_allclose(res.loss[i], losses, rtol=1e-9)
+        for (W, b), (rW, rb) in zip(res.params[i], ref.get_params()):
+            np.testing.assert_allclose(W, rW, rtol=0, atol=1e-9 * np.abs(rW).max())
+            np.testing.assert_allclose(b, rb, rtol=0, atol=1e-9 * np.abs(rb).max())
