@@ -200,6 +200,15 @@ def derivative_inplace(G, A, act, nb):
 
 
 @njit(cache=True, error_model="numpy")
+def derivative_into_output(dA, A, act, nb):
+    """A[:nb] = dA * act'(A), over the activation's output (see activation_inplace)."""
+    m = A.shape[1]
+    for i in range(nb):
+        for j in range(m):
+            A[i, j] = derivative(dA[i, j], A[i, j], act)
+
+
+@njit(cache=True, error_model="numpy")
 def bias_activation(Z, b, act, nb):
     """Z[:nb] = act(Z[:nb] + b) in place: the elementwise half of a BLAS dense layer."""
     m = Z.shape[1]

@@ -127,6 +127,8 @@ class NumbaBackend(Backend):
             return super().activation_backward(dA, A, activation, out)
         if out is dA:
             self.k.derivative_inplace(flat[0], flat[1], _act(activation), flat[1].shape[0])
+        elif out is A:
+            self.k.derivative_into_output(flat[0], flat[1], _act(activation), flat[1].shape[0])
         else:
             self.k.activation_backward(flat[0], flat[1], _act(activation), flat[2],
                                        flat[1].shape[0])

@@ -67,12 +67,15 @@ def test_activation_kernels_match_reference(name, dtype, data, act):
     # In place (out= the input) gives the same values: backends may take another kernel.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Zd = be.asarray(Z, dtype)
+        Zd = be.asarray(Z.copy(), dtype)  # (asarray may not copy)
         assert be.activation_forward(Zd, act, out=Zd) is Zd
-        dAd = be.asarray(dA, dtype)
+        dAd = be.asarray(dA.copy(), dtype)
         assert be.activation_backward(dAd, Ad, act, out=dAd) is dAd
+        Ad2 = be.asarray(A.copy(), dtype)
+        assert be.activation_backward(be.asarray(dA, dtype), Ad2, act, out=Ad2) is Ad2
     np.testing.assert_array_equal(be.to_numpy(Zd), A)
     np.testing.assert_array_equal(be.to_numpy(dAd), dZ)
+    np.testing.assert_array_equal(be.to_numpy(Ad2), dZ)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
