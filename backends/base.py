@@ -349,7 +349,6 @@ class Backend:
         n = X.shape[0]
         bs = batch_size
         losses = xp.zeros((C, epochs), dtype=numpy.float64)
-        active = xp.ones(C, dtype=bool)
         diverged = xp.full(C, -1, dtype=numpy.int64)
         lr_dev = self.asarray(lrs, dtype=numpy.float64)
         order_dev = None if orders is None else self.asarray(orders)
@@ -368,16 +367,11 @@ class Backend:
                     batch_loss, grads = self._many_forward_backward(params, activations, loss,
                                                                     Xb, Yb)
                     losses[:, e] += batch_loss * ((stop - start) / n)
-                    ok = active & xp.isfinite(batch_loss)
-                    diverged = xp.where(active & ~ok, e, diverged)
-                    active = ok
-                    step = xp.where(ok, (lr_dev * float(factors[e])).astype(dtype), 0)
-                    for (W, b), (dW, db) in zip(params, grads):
-                        dW *= step[:, None, None]
-                        db *= step[:, None]
-                        # 0 * NaN is NaN: keep frozen configurations exactly as they were.
-                        W -= xp.where(ok[:, None, None], dW, 0)
-                        b -= xp.where(ok[:, None], db, 0)
+                    diverged[...] = xp.where((diverged < 0) & ~xp.isfinite(batch_loss), e,
+                                             diverged)
+                    self._step_many([p for (W, b), (dW, db) in zip(params, grads)
+                                     for p in ((W, dW), (b[:, :, None], db[:, :, None]))],
+                                    (lr_dev * float(factors[e])).astype(dtype), diverged)
                 losses[:, e] = xp.where(diverged >= 0, xp.where(diverged == e, losses[:, e],
                                                                  numpy.nan), losses[:, e])
         return (numpy.asarray(self.to_numpy(losses), dtype=numpy.float64),
@@ -439,7 +433,7 @@ class Backend:
         diverged = xp.full(C, -1, dtype=numpy.int64)
         rates = self.asarray(lrs, dtype=numpy.float64)
         pairs = [(WT[0], dWT[0])] + [p for l in range(1, L) for p in (
-            (WT[l], dWT[l]), (bs[l].reshape(C, -1, 1), db[l].reshape(C, -1, 1)))]
+            (WT[l], dWT[l]), (bs[l][:, :, None], db[l][:, :, None]))]
         # Diverging configurations overflow on the way; they are frozen and reported.
         with numpy.errstate(over="ignore", invalid="ignore"):
             for e, factor in enumerate(numpy.asarray(factors, dtype=numpy.float64)):
@@ -461,7 +455,8 @@ class Backend:
                                              out=flat)
                     G = D[l - 1]
                 xp.matmul(G.reshape(C * h, n), Xa, out=dWT[0].reshape(C * h, i + 1))
-                self._stacked_update(pairs, values, rates, factor, e, losses, diverged)
+                self._record_epoch(values, e, losses, diverged)
+                self._step_many(pairs, (rates * factor).astype(dtype), diverged)
         W0[...] = xp.swapaxes(WT[0][:, :, :i], 1, 2)
         b0[...] = WT[0][:, :, i]
         for (W, b), wt, bl in zip(params[1:], WT[1:], bs[1:]):
@@ -492,16 +487,19 @@ class Backend:
             G = d / n if loss == "squared_error" else d * (2.0 / n)
         self.activation_backward(G.reshape(-1, n), flat, activation, out=flat)
 
-    def _stacked_update(self, pairs, values, rates, factor, epoch, losses, diverged):
-        """Record the epoch's losses (C, E), freeze configurations whose loss is not
-        finite (diverged[c] = epoch, later losses NaN) and step the others: P -= lr * dP
-        for each (P, dP) in pairs, arrays (C, ., .), lr = rates[c] * factor."""
+    def _record_epoch(self, values, epoch, losses, diverged):
+        """Record the epoch's losses (C,) in losses (C, E) and freeze configurations
+        whose loss is not finite: diverged[c] = epoch, their later losses NaN."""
         xp = self.xp
         training = diverged < 0
-        ok = training & xp.isfinite(values)
         losses[:, epoch] = xp.where(training, values, numpy.nan)
-        diverged[...] = xp.where(training & ~ok, epoch, diverged)
-        steps = xp.where(ok, rates * factor, 0).astype(pairs[0][0].dtype)[:, None, None]
+        diverged[...] = xp.where(training & ~xp.isfinite(values), epoch, diverged)
+
+    def _step_many(self, pairs, steps, diverged):
+        """P -= steps[c] * dP for each (P, dP) in pairs, arrays (C, ., .), for every
+        configuration still training (diverged[c] < 0); steps (C,) in P's dtype."""
+        xp = self.xp
+        ok = (diverged < 0)[:, None, None]
         for P, dP in pairs:
             # 0 * NaN is NaN: keep frozen configurations exactly as they were.
-            P -= xp.where(ok[:, None, None], dP * steps, 0)
+            P -= xp.where(ok, dP * steps[:, None, None], 0)

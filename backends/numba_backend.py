@@ -274,15 +274,16 @@ class NumbaBackend(Backend):
             np.copyto(b, from_blocks(bb, C))
         return losses[:C], from_blocks(diverged, C)
 
-    # The base class's full-batch sweep (first layer one wide GEMM, later layers batched
-    # GEMMs) with its elementwise steps as kernels. They are serial: BLAS's threads still
+    # The base class's sweeps (full batch: first layer one wide GEMM, later layers batched
+    # GEMMs) with their elementwise steps as kernels. They are serial: BLAS's threads still
     # spin right after a GEMM, and prange threads next to them halve the speed.
     def _stacked_output(self, Z, b, YT, activation, loss, values):
         self.k.many_output(Z, b, YT, _act(activation), _loss(loss), values)
 
-    def _stacked_update(self, pairs, values, rates, factor, epoch, losses, diverged):
+    def _record_epoch(self, values, epoch, losses, diverged):
         self.k.many_bookkeeping(values, epoch, losses, diverged)
-        steps = (rates * factor).astype(pairs[0][0].dtype)
+
+    def _step_many(self, pairs, steps, diverged):
         for P, dP in pairs:
             self.k.many_step(P, dP, steps, diverged)
 
