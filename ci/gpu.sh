@@ -8,15 +8,18 @@ cd "$(dirname "$0")/.."
 out="${1:?usage: ci/gpu.sh OUTPUT_DIR}"
 mkdir -p "$out"
 log="$out/gpu.log"
+# The image's packages live in the python first on PATH, which need not be the one
+# behind a bare `pip`/`pytest`/`nnkit`: call everything through it.
+py="${PYTHON:-python}"
 {
   nvidia-smi || true
-  pip install --no-deps --no-build-isolation -e . 2>&1 | tail -1
-  nnkit info
+  "$py" -m pip install --no-deps --no-build-isolation -e . 2>&1 | tail -1
+  "$py" -m nnkit info
   echo "== GPU tests and the backend-parametrized suites that include cupy"
-  timeout 180 pytest -q tests/test_gpu.py tests/test_parity.py tests/test_sweep.py \
+  timeout 180 "$py" -m pytest -q tests/test_gpu.py tests/test_parity.py tests/test_sweep.py \
     tests/test_gradients.py tests/test_training.py 2>&1 | tail -25
   echo "== nnkit bench (cupy beside numpy/numba, float32)"
-  timeout 150 nnkit bench --json "$out/nnkit-bench.json"
+  timeout 150 "$py" -m nnkit bench --json "$out/nnkit-bench.json"
   echo "== PyTorch CUDA baselines, the big sweep, the numba/cupy crossover"
-  timeout 150 python benchmarks/gpu_extra.py "$out"
+  timeout 150 "$py" benchmarks/gpu_extra.py "$out"
 } 2>&1 | tee "$log"
