@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 import threading
 
-from .base import ACTIVATIONS, LOSSES, Backend, TrainState
+from .base import ACTIVATIONS, LOSSES, Backend, ModelSpec, TrainState
 
-__all__ = ["Backend", "TrainState", "BackendUnavailableError", "get_backend",
+__all__ = ["Backend", "ModelSpec", "TrainState", "BackendUnavailableError", "get_backend",
            "available_backends", "backend_names", "backend_status", "ACTIVATIONS", "LOSSES"]
 
 

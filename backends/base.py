@@ -12,6 +12,7 @@ applied only for prediction, which keeps the loss finite for any z.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy
 
@@ -20,6 +21,29 @@ LOSSES = ("squared_error", "mse", "binary_crossentropy")
 # Integer codes that compiled kernels use for the names above (their position).
 ACTIVATION_CODES = {name: i for i, name in enumerate(ACTIVATIONS)}
 LOSS_CODES = {name: i for i, name in enumerate(LOSSES)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the kernels need to know of a network: ``sizes`` (n_in, h1, ..., n_out),
+    the kernel ``activations`` per layer (for ``binary_crossentropy`` the last is
+    ``"linear"``: the loss takes logits), the ``loss`` and the ``dtype`` name."""
+
+    sizes: tuple
+    activations: tuple
+    loss: str
+    dtype: str
+
+    @property
+    def weights(self) -> int:
+        """Number of weights (not biases) of one network."""
+        return sum(a * b for a, b in zip(self.sizes, self.sizes[1:]))
+
+    @classmethod
+    def of(cls, params, activations, loss):
+        """The spec of ``[(W, b), ...]`` (W (i, o) or stacked (C, i, o))."""
+        sizes = (params[0][0].shape[-2],) + tuple(W.shape[-1] for W, _ in params)
+        return cls(sizes, tuple(activations), loss, numpy.dtype(params[0][0].dtype).name)
 
 
 class TrainState:
@@ -36,6 +60,7 @@ class TrainState:
         self.activations = tuple(activations)
         self.loss = loss
         self.dtype = params[0][0].dtype
+        self.spec = ModelSpec.of(self.params, self.activations, loss)
         self._buffers = {}
 
     def buffers(self, n):
@@ -60,6 +85,9 @@ class _Buffers:
         in_dim = params[0][0].shape[0]
         self.Xb = backend.empty((n, in_dim), dtype)
         self.Yb = backend.empty((n, params[-1][0].shape[1]), dtype)
+        # What a backend derives from these buffers once (kernel argument tuples and the
+        # like), by a key of its choosing.
+        self.cache = {}
 
 
 class Backend:
@@ -305,7 +333,7 @@ class Backend:
                 order = None if orders is None else orders[e]
                 for start in range(0, n, batch_size):
                     stop = min(start + batch_size, n)
-                    Xb, Yb = self._batch(state, X, Y, order, start, stop)
+                    Xb, Yb = self.gather_batch(state, X, Y, order, start, stop)
                     loss = self.train_step(state, Xb, Yb, lr)
                     chunk[e] += loss * ((stop - start) / n)
             if (e + 1) % block == 0 or e + 1 == epochs:
@@ -319,8 +347,10 @@ class Backend:
                 done = e + 1
         return losses
 
-    def _batch(self, state, X, Y, order, start, stop):
-        """Rows start:stop of (X, Y) in ``order``, gathered into reusable buffers."""
+    def gather_batch(self, state, X, Y, order, start, stop):
+        """Rows ``order[start:stop]`` of X (n, i) and Y (n, o) (rows start:stop when
+        ``order`` is None), gathered into the state's reusable buffers (no copy for
+        in-order rows). Returns (Xb, Yb) of stop - start rows."""
         if order is None:
             return X[start:stop], Y[start:stop]
         buf = state.buffers(stop - start)

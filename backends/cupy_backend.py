@@ -167,11 +167,11 @@ class CupyBackend(Backend):
         if not (self._tiny(self._sizes(state.params), n) and X.flags.c_contiguous):
             return super().train_step(state, X, Y, lr)
         buf = state.buffers(n)
-        if not hasattr(buf, "raw_step"):
+        if "raw_step" not in buf.cache:
             xp = self.xp
-            buf.raw_step = (self._fit_kernel(state, n), xp.zeros(1, dtype=xp.float64),
+            buf.cache["raw_step"] = (self._fit_kernel(state, n), xp.zeros(1, dtype=xp.float64),
                             xp.zeros(1, dtype=xp.int32))
-        kernel, loss, done = buf.raw_step
+        kernel, loss, done = buf.cache["raw_step"]
         flat = [a for pair in state.params for a in pair]
         # A null lrs pointer (8 bytes) makes the kernel use lr_const.
         kernel((1,), (1,), (X, Y, *flat, np.uint64(0), np.float64(lr), np.int32(1), loss, done))

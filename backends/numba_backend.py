@@ -171,9 +171,9 @@ class NumbaBackend(Backend):
     def _fused_args(self, state, buf):
         """Kernel arguments of a state's arrays, built once per buffer set (the
         arrays are updated in place, so the tuples stay valid)."""
-        args = getattr(buf, "numba_args", None)
+        args = buf.cache.get("numba_args")
         if args is None:
-            args = buf.numba_args = (
+            args = buf.cache["numba_args"] = (
                 tuple(W for W, _ in state.params), tuple(b for _, b in state.params),
                 np.array([_ACT[a] for a in state.activations], dtype=np.int64),
                 _LOSS[state.loss], tuple(buf.A), tuple(buf.G),
@@ -186,9 +186,9 @@ class NumbaBackend(Backend):
     def train_step(self, state, X, Y, lr):
         n = X.shape[0]
         buf = state.buffers(n)
-        step = getattr(buf, "codegen_step", None)
+        step = buf.cache.get("codegen_step")
         if step is None:  # decided once per buffer set: (kernel, params, lr, loss) or False
-            step = buf.codegen_step = self._codegen_step(state, n)
+            step = buf.cache["codegen_step"] = self._codegen_step(state, n)
         if step and X.flags.c_contiguous:
             kernel, flat, lr_arr, loss_arr = step
             lr_arr[0] = lr

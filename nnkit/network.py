@@ -304,7 +304,7 @@ class Network:
         before = self._snapshot()
         for start in range(0, n, bs):
             stop = min(start + bs, n)
-            Xb, Yb = be._batch(self._state, X, Y, order, start, stop)
+            Xb, Yb = be.gather_batch(self._state, X, Y, order, start, stop)
             loss = float(be.to_numpy(be.train_step(self._state, Xb, Yb, lr)))
             if not np.isfinite(loss) or not self._params_finite():
                 self._restore(before)

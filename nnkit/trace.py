@@ -31,7 +31,7 @@ def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, shuffle=False, out=N
             order = be.asarray(net._shuffle_rng.permutation(n))
         for start in range(0, n, bs):
             stop = min(start + bs, n)
-            Xb, Yb = be._batch(state, X, Y, order, start, stop)
+            Xb, Yb = be.gather_batch(state, X, Y, order, start, stop)
             loss = float(be.to_numpy(be.forward_backward(state, Xb, Yb)))
             total += loss * ((stop - start) / n)
             buf = state.buffers(stop - start)
