@@ -7,32 +7,63 @@ rows, the activations and the loss written in as constants (parameters and activ
 live in registers). ``nnkit_fit`` trains one network (one thread); ``nnkit_sweep`` trains
 one configuration per thread. The math and its order are those of the NumPy reference.
 
+The per-element math is rendered from ``_math.py`` (the ``Cuda`` dialect), and so are
+the bodies of the cupy backend's ``ElementwiseKernel``s (``elementwise_kernels``).
+
 The source is plain C++ apart from ``__global__``/``blockIdx``; the tests compile it with
 the host C++ compiler and a tiny prelude to check it against the NumPy backend on CPU.
 """
 from __future__ import annotations
 
-_ACT = {
-    "sigmoid": "sigmoid_(s)",
-    "tanh": "tanh(s)",
-    "relu": "(s > (T)0 ? s : (T)0)",
-    "linear": "s",
-}
-_DERIV = {
-    "sigmoid": "(a - a * a) * g",
-    "tanh": "((T)1 - a * a) * g",
-    "relu": "(a > (T)0 ? g : (T)0)",
-    "linear": "g",
-}
+from ._math import (ACTIVATION_CODES, ACTIVATION_MATH, ACTIVATIONS, LOSS_MATH, UPDATE_MATH,
+                    Cuda, sigmoid_lines)
 
-_PRELUDE = """typedef {ctype} T;
+C = Cuda()
 
-__device__ inline T sigmoid_(T s) {{
-    // exp(min(z, 0)) / (1 + exp(-|z|)): the reference formula, no overflow for any z.
-    T e = exp(-fabs(s));
-    return (s >= (T)0 ? (T)1 : e) / ((T)1 + e);
-}}
-"""
+
+def _sigmoid_body():
+    e, ratio = sigmoid_lines(C, "s", "e")
+    return f"T e = {e}; return {ratio};"
+
+
+_PRELUDE = ("typedef {ctype} T;\n\n"
+            "// the reference sigmoid: exp(min(z, 0)) / (1 + exp(-|z|)), no overflow for any z\n"
+            "__device__ inline T sigmoid_(T s) {{ " + _sigmoid_body().replace("{", "{{")
+            .replace("}", "}}") + " }}\n")
+
+
+def _act(act, z="s"):
+    return ACTIVATION_MATH[act].forward(C, z)
+
+
+def _deriv(act, g="g", a="a"):
+    return ACTIVATION_MATH[act].derivative(C, g, a)
+
+
+def _sgd(p, g, lr):
+    return UPDATE_MATH["sgd"].step(C, p, g, lr)
+
+
+def _switch(var, target, cases):
+    """``if (var == CODE) { target = case; } else if ...`` over the activation codes."""
+    names = list(ACTIVATIONS)
+    parts = [f"if ({var} == {ACTIVATION_CODES[a]}) {{ {target} = {cases[a]}; }}  /* {a} */"
+             for a in names[:-1]]
+    parts.append(f"{{ {target} = {cases[names[-1]]}; }}  /* {names[-1]} */")
+    return "\n".join(parts[:1] + ["else " + p for p in parts[1:]])
+
+
+def elementwise_kernels():
+    """The cupy backend's ``ElementwiseKernel``s as ``(name, in_params, out_params,
+    operation)``: activation by code, its derivative from the output, the sgd update."""
+    sigmoid = f"auto sigmoid_ = [](T s) -> T {{ {_sigmoid_body()} }};\n"
+    return [
+        ("nnkit_act", "T z, int32 act", "T a",
+         sigmoid + _switch("act", "a", {a: _act(a, "z") for a in ACTIVATIONS})),
+        ("nnkit_act_backward", "T dA, T a, int32 act", "T dZ",
+         _switch("act", "dZ", {a: _deriv(a, "dA", "a") for a in ACTIVATIONS})),
+        ("nnkit_sgd", "T g, float64 lr", "T p", f"p = {_sgd('p', 'g', '(T)lr')}"),
+    ]
 
 
 def _params(sizes):
@@ -53,30 +84,24 @@ def _body(sizes, acts, loss, n, on_bad, lr_expr):
         w("            T s = (T)0;")
         w(f"            for (int k = 0; k < {i}; ++k) s += {inp}[r * {i} + k] * W{l}[k * {o} + j];")
         w(f"            s = s + b{l}[j];")
-        w(f"            A{l}[r * {o} + j] = {_ACT[acts[l]]};")
+        w(f"            A{l}[r * {o} + j] = {_act(acts[l])};")
         w("        }")
     last, m = f"A{L - 1}", sizes[-1]
     w("        double total = 0.0;")
     w(f"        for (int t = 0; t < {n * m}; ++t) {{")
     w(f"            const T z = {last}[t], y = Y[t];")
-    if loss == "binary_crossentropy":
-        w("            total += (double)(fmax(z, (T)0) - y * z) + log1p(exp(-fabs((double)z)));")
-        w(f"            G{L - 1}[t] = (sigmoid_(z) - y) / (T){n};")
-    else:
-        w("            const T d = z - y;")
-        w("            total += (double)(d * d);")
-        grad = f"d / (T){n}" if loss == "squared_error" else f"d * (T)(2.0 / {n})"
-        w(f"            G{L - 1}[t] = {grad};")
+    term, grad = LOSS_MATH[loss].term(C, "z", "y"), LOSS_MATH[loss].grad(C, "z", "y", str(n))
+    w(f"            total += {term};")
+    w(f"            G{L - 1}[t] = {grad};")
     w("        }")
-    div = f"{2 * n}.0" if loss == "squared_error" else f"{n}.0"
-    w(f"        const double loss = total / {div};")
+    w(f"        const double loss = {LOSS_MATH[loss].mean(C, 'total', str(n))};")
     w("        losses[e] = loss;")
     w(f"        if (!isfinite(loss)) {{ {on_bad} }}")
     for l in range(L - 1, -1, -1):
         i, o, inp = sizes[l], sizes[l + 1], "X" if l == 0 else f"A{l - 1}"
         w(f"        for (int t = 0; t < {n * o}; ++t) {{")
         w(f"            const T a = A{l}[t], g = G{l}[t];")
-        w(f"            G{l}[t] = {_DERIV[acts[l]]};")
+        w(f"            G{l}[t] = {_deriv(acts[l])};")
         w("        }")
         if l > 0:
             w(f"        for (int r = 0; r < {n}; ++r) for (int k = 0; k < {i}; ++k) {{")
@@ -87,12 +112,12 @@ def _body(sizes, acts, loss, n, on_bad, lr_expr):
         w(f"        for (int k = 0; k < {i}; ++k) for (int j = 0; j < {o}; ++j) {{")
         w("            T s = (T)0;")
         w(f"            for (int r = 0; r < {n}; ++r) s += {inp}[r * {i} + k] * G{l}[r * {o} + j];")
-        w(f"            W{l}[k * {o} + j] -= lr * s;")
+        w(f"            W{l}[k * {o} + j] = {_sgd(f'W{l}[k * {o} + j]', 's', 'lr')};")
         w("        }")
         w(f"        for (int j = 0; j < {o}; ++j) {{")
         w("            T s = (T)0;")
         w(f"            for (int r = 0; r < {n}; ++r) s += G{l}[r * {o} + j];")
-        w(f"            b{l}[j] -= lr * s;")
+        w(f"            b{l}[j] = {_sgd(f'b{l}[j]', 's', 'lr')};")
         w("        }")
     w("    }")
     return out

@@ -1,8 +1,8 @@
 """Numba kernels. Imported on first use of the numba backend; compiled on first call
 and cached on disk (``cache=True``). No ``fastmath``: it would break NaN checks and parity.
 
-Activation codes: 0 linear, 1 sigmoid, 2 tanh, 3 relu.
-Loss codes: 0 squared_error, 1 mse, 2 binary_crossentropy (on logits).
+The per-element math (activations, derivatives, loss terms, updates, by integer code:
+``_math.ACTIVATION_CODES``/``LOSS_CODES``) is the block rendered from ``_math.py``.
 Every kernel works on the first ``nb`` rows of its (n, .) arrays so that one set of
 buffers serves a full batch and a smaller last batch.
 """
@@ -12,10 +12,6 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
-
-LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3  # base.ACTIVATION_CODES
-SQUARED_ERROR, MSE, BCE = 0, 1, 2        # base.LOSS_CODES
-
 
 # --- vectorisable math ---------------------------------------------------------------
 # math.exp in a loop compiles to a scalar libm call here (this llvmlite has no SVML),
@@ -92,14 +88,6 @@ def exp32(x):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def sigmoid64(z):
-    """exp(min(z, 0)) / (1 + exp(-|z|)) in float64: the reference backend's formula."""
-    e = exp64(-abs(z))
-    return (1.0 if z >= 0 else e) / (1.0 + e)
-
-
-
-@njit(cache=True, inline="always", error_model="numpy")
 def sigmoid32(z):
     """sigmoid64's formula in float32 arithmetic, for float32 data (twice the lanes)."""
     x = -abs(z)
@@ -121,53 +109,77 @@ def _sigmoid_for_type(z):
     return lambda z: sigmoid64(z)
 
 
+# --- rendered from _math.py by `python -m nnkit.backends._math`: do not edit ---
+LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
+SQUARED_ERROR, MSE, BINARY_CROSSENTROPY = 0, 1, 2
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def sigmoid64(z):
+    """exp(min(z, 0)) / (1 + exp(-|z|)) in float64: the reference formula."""
+    e = exp64(-abs(z))
+    return (1.0 if z >= 0.0 else e) / (1.0 + e)
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def activate(z, act):
     """act(z) for one element."""
+    if act == LINEAR:
+        return z
     if act == SIGMOID:
         return _sigmoid(z)
     if act == TANH:
         return math.tanh(z)
-    if act == RELU:
-        return z if z > 0 else 0.0
-    return z
+    return (z if z > 0.0 else 0.0)  # relu
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def derivative(g, a, act):
     """dZ from dA (g) and the activation's output (a), for one element."""
+    if act == LINEAR:
+        return g
     if act == SIGMOID:
         return (a - a * a) * g
     if act == TANH:
         return (1.0 - a * a) * g
-    if act == RELU:
-        return g if a > 0 else 0.0
-    return g
+    return (g if a > 0.0 else 0.0)  # relu
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def loss_term(z, y, kind):
     """One output's contribution to the summed loss (BCE: z is the logit)."""
-    if kind == BCE:
-        return (max(z, 0.0) - y * z) + math.log1p(math.exp(-abs(z)))
-    d = z - y
-    return d * d
+    if kind == SQUARED_ERROR:
+        return (z - y) * (z - y)
+    if kind == MSE:
+        return (z - y) * (z - y)
+    return max(z, 0.0) - y * z + math.log1p(math.exp(-abs(z)))  # binary_crossentropy
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def loss_mean(total, kind, nb):
     """The loss from the summed loss_term of nb rows."""
-    return total / (2 * nb) if kind == SQUARED_ERROR else total / nb
+    if kind == SQUARED_ERROR:
+        return total / (2 * nb)
+    if kind == MSE:
+        return total / nb
+    return total / nb  # binary_crossentropy
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def loss_grad_term(z, y, kind, nb):
     """d loss / d z for one output of a batch of nb rows."""
-    if kind == BCE:
-        return (_sigmoid(z) - y) / nb
+    if kind == SQUARED_ERROR:
+        return (z - y) / (nb)
     if kind == MSE:
         return (z - y) * (2.0 / nb)
-    return (z - y) / nb
+    return (_sigmoid(z) - y) / (nb)  # binary_crossentropy
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def update_sgd(p, g, lr):
+    """One sgd update of one parameter p with gradient g."""
+    return p - lr * g
+# --- end of rendered math ---
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -308,14 +320,14 @@ def sgd_update(P, dP, lr):
     """P -= lr * dP for a 2-D P."""
     for k in range(P.shape[0]):
         for j in range(P.shape[1]):
-            P[k, j] -= lr * dP[k, j]
+            P[k, j] = update_sgd(P[k, j], dP[k, j], lr)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def sgd_update_1d(p, g, lr):
     """p -= lr * g for a 1-D p."""
     for j in range(p.shape[0]):
-        p[j] -= lr * g[j]
+        p[j] = update_sgd(p[j], g[j], lr)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -452,4 +464,4 @@ def many_step(P, dP, steps, diverged):
             step = steps[c]
             for k in range(P.shape[1]):
                 for j in range(P.shape[2]):
-                    P[c, k, j] -= step * dP[c, k, j]
+                    P[c, k, j] = update_sgd(P[c, k, j], dP[c, k, j], step)

@@ -92,29 +92,18 @@ class CupyBackend(Backend):
 
     # ------------------------------------------------------- fused kernels
     def _kernel(self, name):
-        """ElementwiseKernels, each built once and cached on the instance."""
+        """The ElementwiseKernel ``name`` (``_cuda_codegen.elementwise_kernels``), built
+        once per backend instance."""
         k = self._kernels.get(name)
-        if k is not None:
-            return k
-        ew = self.xp.ElementwiseKernel
-        if name == "act":
-            k = ew("T z, int32 act", "T a", """
-                if (act == 1) {  // sigmoid, branch so exp never overflows
-                    if (z >= 0) { a = 1 / (1 + exp(-z)); } else { T e = exp(z); a = e / (1 + e); }
-                } else if (act == 2) { a = tanh(z); }
-                else if (act == 3) { a = z > 0 ? z : (T)0; }
-                else { a = z; }""", "nnkit_act")
-        elif name == "act_backward":
-            k = ew("T dA, T a, int32 act", "T dZ", """
-                if (act == 1) { dZ = (a - a * a) * dA; }
-                else if (act == 2) { dZ = (1 - a * a) * dA; }
-                else if (act == 3) { dZ = a > 0 ? dA : (T)0; }
-                else { dZ = dA; }""", "nnkit_act_backward")
-        elif name == "sgd":
-            k = ew("T g, float64 lr", "T p", "p -= (T)lr * g", "nnkit_sgd")
-        else:
-            raise KeyError(name)
-        self._kernels[name] = k
+        if k is None:
+            from ._cuda_codegen import elementwise_kernels
+            for kname, in_params, out_params, operation in elementwise_kernels():
+                if kname == name:
+                    k = self.xp.ElementwiseKernel(in_params, out_params, operation, kname)
+                    break
+            else:
+                raise KeyError(name)
+            self._kernels[name] = k
         return k
 
     def activation_forward(self, Z, activation, out=None):
@@ -122,17 +111,17 @@ class CupyBackend(Backend):
             return super().activation_forward(Z, activation, out)
         if out is None:
             out = self.xp.empty_like(Z)
-        return self._kernel("act")(Z, _ACT_CODE[activation], out)
+        return self._kernel("nnkit_act")(Z, _ACT_CODE[activation], out)
 
     def activation_backward(self, dA, A, activation, out=None):
         if activation not in _ACT_CODE:
             return super().activation_backward(dA, A, activation, out)
         if out is None:
             out = self.xp.empty_like(A)
-        return self._kernel("act_backward")(dA, A, _ACT_CODE[activation], out)
+        return self._kernel("nnkit_act_backward")(dA, A, _ACT_CODE[activation], out)
 
     def sgd_update(self, params, grads, lr):
-        sgd = self._kernel("sgd")
+        sgd = self._kernel("nnkit_sgd")
         for (W, b), (dW, db) in zip(params, grads):
             sgd(dW, float(lr), W)
             sgd(db, float(lr), b)

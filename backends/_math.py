@@ -1,0 +1,292 @@
+"""The per-element math of every kernel, in one table.
+
+Each activation has a forward expression ``act(z)`` and a derivative taken from its
+output, ``dZ = dA * act'(a)``; each loss a per-element term (summed over outputs and
+rows, then divided by ``mean``), its gradient with respect to the output (for
+``binary_crossentropy``: the logit); each update rule the new value of a parameter.
+
+The entries are functions of a ``Dialect`` and operand strings, and return source text,
+in the spirit of tinygrad's ``code_for_op``: the numba kernels (``_numba_kernels.py``,
+the generated kernels of ``_numba_codegen``), the CUDA sources and CuPy
+``ElementwiseKernel`` bodies (``_cuda_codegen``) are all rendered from it. The NumPy
+reference (``base.py``) is written with in-place ufuncs for speed and is checked
+against the table's NumPy rendering by ``tests/test_math.py``.
+
+Adding an activation: one entry here, its ufunc formula in ``Backend.activation_forward``
+/ ``activation_backward``, then ``python -m nnkit.backends._math`` to re-render the
+numba kernels' math (numba's disk cache is keyed by the source file, so that rendering
+lives in ``_numba_kernels.py`` itself; a test fails while it is stale).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+
+class Dialect:
+    """How one target language writes the primitives the formulas use.
+
+    The base spelling is Python's (used by the numba kernels, whose types come from the
+    arrays at compile time); subclasses override prefixes and casts only.
+    """
+
+    functions = {"exp": "math.exp", "log1p": "math.log1p", "tanh": "math.tanh",
+                 "abs": "abs", "max": "max", "sigmoid": "_sigmoid"}
+
+    def num(self, value: float) -> str:
+        """A constant in the data type."""
+        return repr(float(value))
+
+    def cast(self, expr: str) -> str:
+        """A host-precision expression converted to the data type."""
+        return f"({expr})"
+
+    def wide(self, expr: str) -> str:
+        """An expression promoted to the float64 accumulator of a loss."""
+        return expr
+
+    def call(self, fn: str, *args: str) -> str:
+        return f"{self.functions[fn]}({', '.join(args)})"
+
+    def where(self, cond: str, a: str, b: str) -> str:
+        return f"({a} if {cond} else {b})"
+
+
+class NumbaGenerated(Dialect):
+    """Numba kernels generated for one dtype: ``DT`` is the data type's constructor."""
+
+    functions = dict(Dialect.functions, exp="_exp")
+
+    def num(self, value):
+        return f"DT({float(value)!r})"
+
+    def cast(self, expr):
+        return f"DT({expr})"
+
+    def wide(self, expr):
+        return f"float({expr})"
+
+    def call(self, fn, *args):
+        text = super().call(fn, *args)
+        return f"DT({text})" if fn in ("sigmoid", "tanh") else text
+
+
+class Cuda(Dialect):
+    """CUDA C with ``T`` the data type (a typedef)."""
+
+    functions = {"exp": "exp", "log1p": "log1p", "tanh": "tanh", "abs": "fabs",
+                 "max": "fmax", "sigmoid": "sigmoid_"}
+
+    def num(self, value):
+        return f"(T){float(value)!r}"
+
+    def cast(self, expr):
+        return f"(T)({expr})"
+
+    def wide(self, expr):
+        return f"(double)({expr})"
+
+    def where(self, cond, a, b):
+        return f"({cond} ? {a} : {b})"
+
+
+class Numpy(Dialect):
+    """Array expressions over ``np`` (for checking the reference against the table)."""
+
+    functions = {"exp": "np.exp", "log1p": "np.log1p", "tanh": "np.tanh", "abs": "np.abs",
+                 "max": "np.maximum", "sigmoid": "sigmoid"}
+
+    def where(self, cond, a, b):
+        return f"np.where({cond}, {a}, {b})"
+
+
+Expr = Callable[..., str]
+
+
+@dataclass(frozen=True)
+class Activation:
+    forward: Expr      # (d, z) -> act(z)
+    derivative: Expr   # (d, g, a) -> g * act'(z), from the output a = act(z)
+
+
+@dataclass(frozen=True)
+class Loss:
+    term: Expr         # (d, z, y) -> one output's contribution to the summed loss
+    grad: Expr         # (d, z, y, n) -> d loss / d z for a batch of n rows
+    mean: Expr         # (d, total, n) -> the loss from the summed terms of n rows
+
+
+@dataclass(frozen=True)
+class Update:
+    step: Expr         # (d, p, g, lr) -> the parameter after one update
+
+
+def _sigmoid_exp(d, z):
+    return d.call("exp", f"-{d.call('abs', z)}")
+
+
+def _sigmoid_ratio(d, z, e):
+    # exp(min(z, 0)) / (1 + exp(-|z|)): never overflows, accurate in both tails
+    return f"{d.where(f'{z} >= {d.num(0)}', d.num(1), e)} / ({d.num(1)} + {e})"
+
+
+def sigmoid_lines(d, z="z", e="e"):
+    """The sigmoid as two statements' right-hand sides: ``e = ...; return ...``."""
+    return _sigmoid_exp(d, z), _sigmoid_ratio(d, z, e)
+
+
+def _bce_term(d, z, y):
+    # softplus(z) - y z as (max(z, 0) - y z) + log1p(exp(-|z|)): no overflow, and no
+    # cancellation between large sums; the log1p part in the float64 accumulator
+    linear_part = d.wide(f"{d.call('max', z, d.num(0))} - {y} * {z}")
+    soft_part = d.call("log1p", d.call("exp", "-" + d.call("abs", d.wide(z))))
+    return f"{linear_part} + {soft_part}"
+
+
+ACTIVATION_MATH = {
+    "linear": Activation(lambda d, z: z, lambda d, g, a: g),
+    "sigmoid": Activation(lambda d, z: d.call("sigmoid", z),
+                          lambda d, g, a: f"({a} - {a} * {a}) * {g}"),
+    "tanh": Activation(lambda d, z: d.call("tanh", z),
+                       lambda d, g, a: f"({d.num(1)} - {a} * {a}) * {g}"),
+    "relu": Activation(lambda d, z: d.where(f"{z} > {d.num(0)}", z, d.num(0)),
+                       lambda d, g, a: d.where(f"{a} > {d.num(0)}", g, d.num(0))),
+}
+
+LOSS_MATH = {
+    "squared_error": Loss(lambda d, z, y: f"({z} - {y}) * ({z} - {y})",
+                          lambda d, z, y, n: f"({z} - {y}) / {d.cast(n)}",
+                          lambda d, total, n: f"{total} / (2 * {n})"),
+    "mse": Loss(lambda d, z, y: f"({z} - {y}) * ({z} - {y})",
+                lambda d, z, y, n: f"({z} - {y}) * {d.cast(f'2.0 / {n}')}",
+                lambda d, total, n: f"{total} / {n}"),
+    # On logits; the gradient with respect to the logit is sigmoid(z) - y.
+    "binary_crossentropy": Loss(
+        lambda d, z, y: _bce_term(d, z, y),
+        lambda d, z, y, n: f"({d.call('sigmoid', z)} - {y}) / {d.cast(n)}",
+        lambda d, total, n: f"{total} / {n}"),
+}
+
+UPDATE_MATH = {
+    "sgd": Update(lambda d, p, g, lr: f"{p} - {lr} * {g}"),
+}
+
+ACTIVATIONS = tuple(ACTIVATION_MATH)
+LOSSES = tuple(LOSS_MATH)
+UPDATES = tuple(UPDATE_MATH)
+# Integer codes that compiled kernels use for the names above (their position).
+ACTIVATION_CODES = {name: i for i, name in enumerate(ACTIVATIONS)}
+LOSS_CODES = {name: i for i, name in enumerate(LOSSES)}
+
+
+def code_name(name):
+    """The constant a kernel uses for a code: ``binary_crossentropy`` -> BINARY_CROSSENTROPY."""
+    return name.upper()
+
+
+def switch(codes, var, cases, indent="    ", fallthrough="return"):
+    """Python lines choosing ``cases[name]`` by ``var == CODE``; the last case is the
+    fall-through, so every path returns (numba needs one return type)."""
+    names = list(codes)
+    lines = []
+    for name in names[:-1]:
+        lines.append(f"{indent}if {var} == {code_name(name)}:")
+        lines.append(f"{indent}    {fallthrough} {cases[name]}")
+    lines.append(f"{indent}{fallthrough} {cases[names[-1]]}  # {names[-1]}")
+    return lines
+
+
+# --- the numba kernels' math, rendered into _numba_kernels.py -------------------------
+_BEGIN = "# --- rendered from _math.py by `python -m nnkit.backends._math`: do not edit ---"
+_END = "# --- end of rendered math ---"
+_DECORATOR = '@njit(cache=True, inline="always", error_model="numpy")'
+
+
+def numba_math_source():
+    """The rendered block of ``_numba_kernels.py``: codes, sigmoid64, and per-element
+    activate/derivative/loss_term/loss_mean/loss_grad_term/update_sgd by runtime code."""
+    d = Dialect()
+    out = [_BEGIN]
+    out.append(", ".join(code_name(a) for a in ACTIVATIONS) + " = "
+               + ", ".join(str(ACTIVATION_CODES[a]) for a in ACTIVATIONS))
+    out.append(", ".join(code_name(x) for x in LOSSES) + " = "
+               + ", ".join(str(LOSS_CODES[x]) for x in LOSSES))
+    e, ratio = sigmoid_lines(_Exp64Dialect())
+    out += ["", "", _DECORATOR, "def sigmoid64(z):",
+            '    """exp(min(z, 0)) / (1 + exp(-|z|)) in float64: the reference formula."""',
+            f"    e = {e}", f"    return {ratio}"]
+
+    def function(signature, doc, codes, var, cases):
+        return ["", "", _DECORATOR, f"def {signature}:", f'    """{doc}"""',
+                *switch(codes, var, cases)]
+
+    out += function("activate(z, act)", "act(z) for one element.", ACTIVATIONS, "act",
+                    {a: ACTIVATION_MATH[a].forward(d, "z") for a in ACTIVATIONS})
+    out += function("derivative(g, a, act)",
+                    "dZ from dA (g) and the activation's output (a), for one element.",
+                    ACTIVATIONS, "act",
+                    {a: ACTIVATION_MATH[a].derivative(d, "g", "a") for a in ACTIVATIONS})
+    out += function("loss_term(z, y, kind)",
+                    "One output's contribution to the summed loss (BCE: z is the logit).",
+                    LOSSES, "kind", {x: LOSS_MATH[x].term(d, "z", "y") for x in LOSSES})
+    out += function("loss_mean(total, kind, nb)",
+                    "The loss from the summed loss_term of nb rows.", LOSSES, "kind",
+                    {x: LOSS_MATH[x].mean(d, "total", "nb") for x in LOSSES})
+    out += function("loss_grad_term(z, y, kind, nb)",
+                    "d loss / d z for one output of a batch of nb rows.", LOSSES, "kind",
+                    {x: LOSS_MATH[x].grad(d, "z", "y", "nb") for x in LOSSES})
+    for rule in UPDATES:
+        out += ["", "", _DECORATOR, f"def update_{rule}(p, g, lr):",
+                f'    """One {rule} update of one parameter p with gradient g."""',
+                f"    return {UPDATE_MATH[rule].step(d, 'p', 'g', 'lr')}"]
+    out.append(_END)
+    return "\n".join(out) + "\n"
+
+
+class _Exp64Dialect(Dialect):
+    functions = dict(Dialect.functions, exp="exp64")
+
+
+def _kernels_path():
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_numba_kernels.py")
+
+
+def rendered_block(text):
+    """The rendered block inside ``_numba_kernels.py``'s text (markers included)."""
+    m = re.search(re.escape(_BEGIN) + r".*?" + re.escape(_END) + r"\n", text, re.S)
+    if m is None:
+        raise ValueError("_numba_kernels.py has no rendered-math block")
+    return m.group(0)
+
+
+def render_numba_kernels(write=False):
+    """True when ``_numba_kernels.py`` holds the current rendering; with ``write``,
+    rewrite its block (then True)."""
+    path = _kernels_path()
+    with open(path) as fh:
+        text = fh.read()
+    current, wanted = rendered_block(text), numba_math_source()
+    if current == wanted:
+        return True
+    if write:
+        with open(path, "w") as fh:
+            fh.write(text.replace(current, wanted))
+        return True
+    return False
+
+
+def table_hash():
+    """A short hash of this file (the table), for generated sources' cache keys."""
+    with open(os.path.abspath(__file__), "rb") as fh:
+        return hashlib.sha1(fh.read()).hexdigest()[:12]
+
+
+if __name__ == "__main__":
+    changed = not render_numba_kernels()
+    render_numba_kernels(write=True)
+    print("_numba_kernels.py: " + ("re-rendered" if changed else "already up to date"),
+          file=sys.stderr)
