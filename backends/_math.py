@@ -68,7 +68,7 @@ class NumbaGenerated(Dialect):
         return f"DT({expr})"
 
     def wide(self, expr):
-        return f"float({expr})"
+        return f"np.float64({expr})"
 
     def call(self, fn, *args):
         text = super().call(fn, *args)
@@ -181,6 +181,13 @@ UPDATES = tuple(UPDATE_MATH)
 # Integer codes that compiled kernels use for the names above (their position).
 ACTIVATION_CODES = {name: i for i, name in enumerate(ACTIVATIONS)}
 LOSS_CODES = {name: i for i, name in enumerate(LOSSES)}
+
+
+def array_function(expr, *args, xp, sigmoid):
+    """The table entry ``expr`` as a Python function of arrays ``args`` on array module
+    ``xp`` (NumPy or CuPy); ``sigmoid`` is the backend's array sigmoid."""
+    source = f"lambda {', '.join(args)}: {expr(Numpy(), *args)}"
+    return eval(source, {"np": xp, "sigmoid": sigmoid})  # noqa: S307 - our own table
 
 
 def code_name(name):

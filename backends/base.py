@@ -16,11 +16,7 @@ from dataclasses import dataclass
 
 import numpy
 
-ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
-LOSSES = ("squared_error", "mse", "binary_crossentropy")
-# Integer codes that compiled kernels use for the names above (their position).
-ACTIVATION_CODES = {name: i for i, name in enumerate(ACTIVATIONS)}
-LOSS_CODES = {name: i for i, name in enumerate(LOSSES)}
+from ._math import (ACTIVATIONS, LOSS_MATH, LOSSES, array_function)
 
 
 @dataclass(frozen=True)
@@ -268,6 +264,23 @@ class Backend:
             raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
         return out
 
+    def loss_parts(self, kind):
+        """(term, grad, mean) of loss ``kind`` as array functions rendered from the table:
+        ``term(z, y)`` per element, ``grad(z, y, n)``, ``mean(total, n)``; for the
+        stacked sweeps, whose arrays are laid out differently from ``loss``'s."""
+        cache = self.__dict__.setdefault("_loss_parts", {})
+        parts = cache.get(kind)
+        if parts is None:
+            if kind not in LOSS_MATH:
+                raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
+            math = LOSS_MATH[kind]
+            sig = lambda Z: self.activation_forward(Z, "sigmoid")  # noqa: E731
+            parts = cache[kind] = (
+                array_function(math.term, "z", "y", xp=self.xp, sigmoid=sig),
+                array_function(math.grad, "z", "y", "n", xp=self.xp, sigmoid=sig),
+                array_function(math.mean, "total", "n", xp=self.xp, sigmoid=sig))
+        return parts
+
     def sgd_update(self, params, grads, lr):
         """``p -= lr * g`` in place for every (W, b); scales ``grads`` in place."""
         for (W, b), (dW, db) in zip(params, grads):
@@ -416,17 +429,9 @@ class Backend:
             inputs.append(self.dense_forward(inputs[-1], W, b[:, None, :], act))
         out = inputs[-1]
         nb = out.shape[-2]
-        if loss == "binary_crossentropy":
-            value = xp.sum((xp.maximum(out, 0) - Y * out) + xp.log1p(xp.exp(-xp.abs(out))),
-                           axis=(-2, -1)) / nb
-            G = self.activation_forward(out, "sigmoid")
-            G -= Y
-            G /= nb
-        else:
-            d = out - Y
-            total = xp.sum(d * d, axis=(-2, -1))
-            value = total / (2 * nb) if loss == "squared_error" else total / nb
-            G = d / nb if loss == "squared_error" else d * (2.0 / nb)
+        term, grad, mean = self.loss_parts(loss)
+        value = mean(xp.sum(term(out, Y), axis=(-2, -1)), nb)
+        G = grad(out, Y, nb)
         grads = [None] * len(params)
         for i in range(len(params) - 1, -1, -1):
             dZ = self.activation_backward(G, inputs[i + 1], activations[i])
@@ -504,17 +509,9 @@ class Backend:
         Z += b[:, :, None]
         flat = Z.reshape(-1, n)
         self.activation_forward(flat, activation, out=flat)
-        if loss == "binary_crossentropy":  # Z holds logits (a linear output layer)
-            values[...] = xp.sum((xp.maximum(Z, 0) - YT * Z)
-                                 + xp.log1p(xp.exp(-xp.abs(Z))), axis=(1, 2)) / n
-            G = self.activation_forward(Z, "sigmoid")
-            G -= YT
-            G /= n
-        else:
-            d = Z - YT
-            total = xp.sum(d * d, axis=(1, 2))
-            values[...] = total / (2 * n) if loss == "squared_error" else total / n
-            G = d / n if loss == "squared_error" else d * (2.0 / n)
+        term, grad, mean = self.loss_parts(loss)
+        values[...] = mean(xp.sum(term(Z, YT), axis=(1, 2)), n)
+        G = grad(Z, YT, n)
         self.activation_backward(G.reshape(-1, n), flat, activation, out=flat)
 
     def _record_epoch(self, values, epoch, losses, diverged):

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import BackendUnavailableError
-from .base import ACTIVATION_CODES, Backend
+from ._math import ACTIVATION_CODES
+from .base import Backend
 
 _INSTALL_HINT = (
     "install the wheel matching your CUDA toolkit: `pip install 'nnkit[gpu]'` "

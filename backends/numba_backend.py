@@ -20,7 +20,8 @@ import os
 import numpy as np
 
 from . import BackendUnavailableError
-from .base import ACTIVATION_CODES, LOSS_CODES, Backend
+from ._math import ACTIVATION_CODES, LOSS_CODES
+from .base import Backend
 
 _ACT = ACTIVATION_CODES
 _LOSS = LOSS_CODES

@@ -1,0 +1,138 @@
+"""The table of kernel math (backends/_math.py): every rendering covers every name, the
+numba kernels' rendered block is current, and the NumPy reference computes what the
+table says (its formulas evaluated independently in float64)."""
+import numpy as np
+import pytest
+
+from nnkit.backends import _cuda_codegen, _math, _numba_codegen, get_backend
+from nnkit.backends._math import (ACTIVATION_MATH, ACTIVATIONS, LOSS_MATH, LOSSES,
+                                  UPDATE_MATH, UPDATES)
+
+
+def test_numba_kernels_hold_the_current_rendering():
+    assert _math.render_numba_kernels(), (
+        "backends/_numba_kernels.py is stale: run `python -m nnkit.backends._math`")
+
+
+def test_numba_rendering_covers_every_name():
+    block = _math.numba_math_source()
+    for name in ACTIVATIONS:
+        assert _math.code_name(name) in block
+        assert ACTIVATION_MATH[name].forward(_math.Dialect(), "z") in block
+        assert ACTIVATION_MATH[name].derivative(_math.Dialect(), "g", "a") in block
+    for name in LOSSES:
+        assert _math.code_name(name) in block
+        assert LOSS_MATH[name].term(_math.Dialect(), "z", "y") in block
+        assert LOSS_MATH[name].grad(_math.Dialect(), "z", "y", "nb") in block
+    for rule in UPDATES:
+        assert f"def update_{rule}(p, g, lr):" in block
+
+
+def kernel_acts(acts, loss):
+    return tuple(acts[:-1]) + (("linear",) if loss == "binary_crossentropy" else acts[-1:])
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_generated_sources_render_every_entry(act, loss):
+    """Each generated numba and CUDA source carries the table's expressions for the
+    activation (hidden layer), the loss and the update."""
+    acts = kernel_acts((act, "sigmoid"), loss)
+    sizes, n = (2, 3, 1), 4
+    g, c = _numba_codegen.G, _cuda_codegen.C
+    numba_sources = [_numba_codegen._fit_source(sizes, acts, loss, n),
+                     _numba_codegen._many_source(sizes, acts, loss, n, 8),
+                     _numba_codegen._minibatch_source(sizes, acts, loss, n, 2)]
+    cuda_sources = [_cuda_codegen.fit_source(sizes, acts, loss, n, "float32"),
+                    _cuda_codegen.sweep_source(sizes, acts, loss, n, "float64")]
+    for d, sources in ((g, numba_sources), (c, cuda_sources)):
+        for src in sources:
+            assert ACTIVATION_MATH[act].forward(d, "s") in src
+            assert ACTIVATION_MATH[act].derivative(d, "g", "a") in src
+            assert LOSS_MATH[loss].term(d, "z", "y") in src
+            assert UPDATE_MATH["sgd"].step(d, "p", "g", "lr").split(" ")[1] in src
+
+
+def test_elementwise_kernels_cover_every_activation_and_update():
+    kernels = {k[0]: k for k in _cuda_codegen.elementwise_kernels()}
+    c = _cuda_codegen.C
+    for name in ACTIVATIONS:
+        code = _math.ACTIVATION_CODES[name]
+        assert ACTIVATION_MATH[name].forward(c, "z") in kernels["nnkit_act"][3]
+        assert ACTIVATION_MATH[name].derivative(c, "dA", "a") in kernels["nnkit_act_backward"][3]
+        assert f"/* {name} */" in kernels["nnkit_act"][3]
+        assert code == ACTIVATIONS.index(name)
+    assert UPDATE_MATH["sgd"].step(c, "p", "g", "(T)lr") in kernels["nnkit_sgd"][3]
+
+
+# --- the NumPy reference against the table, in float64 -------------------------------
+Z = np.concatenate([np.linspace(-40, 40, 81), [-800.0, -30.5, -1e-3, 0.0, 1e-3, 30.5, 800.0]])
+
+
+def reference_sigmoid(z):
+    # An independent float64 formula: accurate in both tails; exp(-z) may overflow to
+    # inf for z < -709, where the sigmoid underflows to 0 anyway.
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def table(expr, *args):
+    return _math.array_function(expr, *args, xp=np, sigmoid=reference_sigmoid)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_reference_activations_follow_the_table(name):
+    be = get_backend("numpy")
+    forward = table(ACTIVATION_MATH[name].forward, "z")
+    derivative = table(ACTIVATION_MATH[name].derivative, "g", "a")
+    Zm = Z.reshape(-1, 1)
+    A = be.activation_forward(Zm.copy(), name)
+    np.testing.assert_allclose(A, forward(Zm), rtol=1e-14, atol=1e-300)
+    G = np.cos(Zm)
+    np.testing.assert_allclose(be.activation_backward(G, A, name), derivative(G, A),
+                               rtol=1e-14, atol=1e-300)
+
+
+def test_table_sigmoid_formula_is_the_sigmoid():
+    e, ratio = _math.sigmoid_lines(_math.Numpy(), "z", "e")
+    sig = eval(f"lambda z: (lambda e: {ratio})({e})", {"np": np})
+    with np.errstate(over="raise"):  # the formula never overflows
+        np.testing.assert_allclose(sig(Z), reference_sigmoid(Z), rtol=1e-14, atol=1e-300)
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+def test_reference_losses_follow_the_table(kind):
+    be = get_backend("numpy")
+    rng = np.random.default_rng(3)
+    Yhat = rng.normal(scale=5, size=(7, 3))
+    Y = rng.uniform(size=(7, 3)) if kind == "binary_crossentropy" else rng.normal(size=(7, 3))
+    term, grad, mean = (table(LOSS_MATH[kind].term, "z", "y"),
+                        table(LOSS_MATH[kind].grad, "z", "y", "n"),
+                        table(LOSS_MATH[kind].mean, "total", "n"))
+    want = mean(term(Yhat, Y).sum(), 7)
+    assert float(be.loss(Yhat, Y, kind)) == pytest.approx(want, rel=1e-13)
+    np.testing.assert_allclose(be.loss_grad(Yhat, Y, kind), grad(Yhat, Y, 7), rtol=1e-13)
+
+
+def test_loss_gradients_are_the_terms_derivatives():
+    """Each loss's gradient entry is the derivative of its term entry (central
+    differences on the table itself), so the table cannot disagree with itself."""
+    rng = np.random.default_rng(0)
+    z, y, h = rng.normal(size=50), rng.uniform(size=50), 1e-6
+    for kind in LOSSES:
+        term, grad, mean = (table(LOSS_MATH[kind].term, "z", "y"),
+                            table(LOSS_MATH[kind].grad, "z", "y", "n"),
+                            table(LOSS_MATH[kind].mean, "total", "n"))
+        numeric = (mean(term(z + h, y), 5) - mean(term(z - h, y), 5)) / (2 * h)
+        np.testing.assert_allclose(grad(z, y, 5), numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_reference_sgd_update_follows_the_table():
+    be = get_backend("numpy")
+    rng = np.random.default_rng(1)
+    W, b, dW, db = (rng.normal(size=s) for s in ((3, 2), (2,), (3, 2), (2,)))
+    step = table(UPDATE_MATH["sgd"].step, "p", "g", "lr")
+    want = [step(W, dW, 0.3), step(b, db, 0.3)]
+    be.sgd_update([(W, b)], [(dW.copy(), db.copy())], 0.3)
+    np.testing.assert_allclose(W, want[0], rtol=1e-15)
+    np.testing.assert_allclose(b, want[1], rtol=1e-15)
