@@ -8,9 +8,7 @@ import sys
 import numpy as np
 
 import nnkit
-from nnkit import peers
-from nnkit.bench import step_setup, sweep_rows, time_per_call
-from nnkit.workloads import WORKLOADS, Workload
+from nnkit.bench import WORKLOADS, Workload, peers, step_setup, sweep_rows, time_per_call
 
 out = sys.argv[1] if len(sys.argv) > 1 else "."
 result = {"device": nnkit.get_backend("cupy").device(), "torch_cuda": [], "sweeps": [],

@@ -1,5 +1,5 @@
-"""The benchmark workloads: defined once in ``nnkit.workloads`` (so the installed
+"""The benchmark workloads: defined once in ``nnkit.bench.workloads`` (so the installed
 ``nnkit bench`` has them) and shared here with the pytest-benchmark suites."""
-from nnkit.workloads import QUICK, WORKLOADS, Workload  # noqa: F401 (re-exported)
+from nnkit.bench.workloads import QUICK, WORKLOADS, Workload  # noqa: F401 (re-exported)
 
 __all__ = ["QUICK", "WORKLOADS", "Workload"]

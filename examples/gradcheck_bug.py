@@ -27,7 +27,7 @@ good = nnkit.Network(layers, loss="mse", dtype="float64", seed=1)
 
 
 def buggy_gradients(n, X, Y):
-    buggy.W1 = n._state.params[0][0]
+    buggy.W1 = n.train_state.params[0][0]
     return nnkit.Network.gradients(n, X, Y)
 
 

@@ -17,7 +17,7 @@ def gradcheck(net, X, Y, eps=1e-6, grad_fn=None, per_layer=False):
     net64 = Network(net.layers, loss=net.loss, dtype="float64", seed=net.seed,
                     backend=net.backend)
     net64.set_params(net.get_params())
-    X, Y = net64._data(X, Y)
+    X, Y = net64.prepare(X, Y)
     analytic = (grad_fn or Network.gradients)(net64, X, Y)
     params = net64.get_params()
     errors = []
@@ -30,10 +30,10 @@ def gradcheck(net, X, Y, eps=1e-6, grad_fn=None, per_layer=False):
                 orig = flat[k]
                 flat[k] = orig + eps
                 net64.set_params(params)
-                up = net64._loss_on_backend(X, Y)
+                up = net64.evaluate_prepared(X, Y)
                 flat[k] = orig - eps
                 net64.set_params(params)
-                down = net64._loss_on_backend(X, Y)
+                down = net64.evaluate_prepared(X, Y)
                 flat[k] = orig
                 numeric.reshape(-1)[k] = (up - down) / (2 * eps)
             g = np.asarray(analytic[i][j], dtype=np.float64)

@@ -73,6 +73,20 @@ class Network:
     def sizes(self):
         return [self.n_inputs] + [layer.n_out for layer in self.layers]
 
+    @property
+    def spec(self):
+        """The ``nnkit.backends.ModelSpec`` of this network: sizes (n_in, ..., n_out),
+        the kernel activations (for binary_crossentropy the last is "linear"), loss, dtype."""
+        return self._state.spec
+
+    @property
+    def train_state(self):
+        """The backend ``TrainState`` this network trains: ``params`` [(W (n_in, n_out),
+        b (n_out,)), ...] as backend arrays, updated in place, and reusable per-batch-size
+        buffers. It is the object the backend's kernel interface works on
+        (``backend.train_step(net.train_state, X, Y, lr)`` with X, Y from ``prepare``)."""
+        return self._state
+
     def __repr__(self):
         return (f"Network({self.layers}, loss={self.loss!r}, dtype={self.dtype!r}, "
                 f"seed={self.seed}, backend={self.backend.name!r})")
@@ -135,7 +149,11 @@ class Network:
         return other
 
     # ------------------------------------------------------------------- data
-    def _data(self, X, Y=None):
+    def prepare(self, X, Y=None):
+        """X (n, n_inputs) and Y (n, n_outputs; 1-D accepted for one output) checked
+        (numeric, finite, matching rows) and converted to backend arrays of the
+        network's dtype; returns X, or (X, Y) when Y is given. Arrays already on the
+        backend in that dtype are used without a copy."""
         X = as_host_2d("X", X, self.n_inputs, self.backend, self.dtype)
         if Y is None:
             return X
@@ -147,9 +165,15 @@ class Network:
     # ------------------------------------------------------------- inference
     def predict(self, X, as_numpy=True):
         """Network output for X (n, n_inputs): shape (n, n_outputs), NumPy by default."""
-        X = self._data(X)
+        X = self.prepare(X)
         out = self._forward(X)
         return self.backend.to_numpy(out) if as_numpy else out
+
+    def shuffle_order(self, n):
+        """The next sample order (a permutation of range(n), NumPy int64) from the
+        network's shuffle generator, seeded by its seed: ``fit(shuffle=True)`` draws one
+        per epoch, so code that draws its own orders here stays in step with ``fit``."""
+        return self._shuffle_rng.permutation(n)
 
     def _forward(self, X):
         be = self.backend
@@ -162,10 +186,11 @@ class Network:
 
     def evaluate(self, X, Y):
         """Mean loss on (X, Y) as a Python float."""
-        X, Y = self._data(X, Y)
-        return self._loss_on_backend(X, Y)
+        return self.evaluate_prepared(*self.prepare(X, Y))
 
-    def _loss_on_backend(self, X, Y):
+    def evaluate_prepared(self, X, Y):
+        """Mean loss as a Python float on backend arrays X, Y returned by ``prepare``
+        (no checks, no conversion: for callers that evaluate the same data many times)."""
         be = self.backend
         out = X
         for (W, b), act in zip(self._state.params, self._state.activations):
@@ -174,7 +199,7 @@ class Network:
 
     def gradients(self, X, Y):
         """``[(dW, db), ...]`` of the mean loss over (X, Y), as NumPy arrays."""
-        X, Y = self._data(X, Y)
+        X, Y = self.prepare(X, Y)
         self.backend.forward_backward(self._state, X, Y)
         grads = self._state.buffers(X.shape[0]).grads
         return [(np.array(self.backend.to_numpy(dW)), np.array(self.backend.to_numpy(db)))
@@ -206,7 +231,7 @@ class Network:
         schedule = get_schedule(lr_schedule)
         if patience is not None:
             patience = check_positive_int("patience", patience)
-        X, Y = self._data(X, Y)
+        X, Y = self.prepare(X, Y)
         val = None
         if validation_split is not None:
             if validation_data is not None:
@@ -216,7 +241,7 @@ class Network:
         elif validation_data is not None:
             if not isinstance(validation_data, (list, tuple)) or len(validation_data) != 2:
                 raise ValueError("validation_data: expected a pair (X_val, Y_val)")
-            val = self._data(*validation_data)
+            val = self.prepare(*validation_data)
         n = X.shape[0]
         if batch_size is not None and batch_size >= n:
             batch_size = None
@@ -247,7 +272,7 @@ class Network:
                     continue
                 record = {"epoch": done - 1, "loss": hist.loss[-1], "lr": hist.lr[-1]}
                 if val is not None:
-                    record["val_loss"] = self._loss_on_backend(*val)
+                    record["val_loss"] = self.evaluate_prepared(*val)
                     hist.val_loss.append(record["val_loss"])
                 if callback is not None:
                     callback(done - 1, record)
@@ -273,7 +298,7 @@ class Network:
         n = X.shape[0]
         orders = None
         if batch_size is not None and shuffle:
-            orders = np.stack([self._shuffle_rng.permutation(n) for _ in range(len(lrs))])
+            orders = np.stack([self.shuffle_order(n) for _ in range(len(lrs))])
             orders = self.backend.asarray(orders)
         snapshot = self._snapshot()
         # A diverging run overflows on the way; it is reported as TrainingDiverged below.

@@ -86,7 +86,7 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     schedule = get_schedule(lr_schedule)
     be = get_backend(backend if backend is not None else net.backend)
     work = Network(net.layers, loss=net.loss, dtype=net.dtype, seed=net.seed, backend=be)
-    Xd, Yd = work._data(X, Y)
+    Xd, Yd = work.prepare(X, Y)
     n = Xd.shape[0]
     if batch_size is not None and batch_size >= n:
         batch_size = None
@@ -113,7 +113,7 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
         if batch_size is not None and shuffle:
             # The same host stream as Network.fit draws from for that seed.
             orders = np.stack([_orders(c["seed"], epochs, n) for c in part])
-        loss, div = be.train_many(stacked, work._state.activations, net.loss, Xd, Yd, rates,
+        loss, div = be.train_many(stacked, work.spec.activations, net.loss, Xd, Yd, rates,
                                   factor, batch_size, orders)
         losses.append(loss)
         diverged.append(div)

@@ -18,7 +18,7 @@ def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, shuffle=False, out=N
     import sys
     out = out or sys.stdout
     be = net.backend
-    state = net._state
+    state = net.train_state
     n = X.shape[0]
     bs = n if batch_size is None else batch_size
     update = 0
@@ -28,7 +28,7 @@ def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, shuffle=False, out=N
         total = 0.0
         order = None
         if batch_size is not None and shuffle:
-            order = be.asarray(net._shuffle_rng.permutation(n))
+            order = be.asarray(net.shuffle_order(n))
         for start in range(0, n, bs):
             stop = min(start + bs, n)
             Xb, Yb = be.gather_batch(state, X, Y, order, start, stop)

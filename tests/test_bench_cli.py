@@ -5,7 +5,8 @@ import os
 import subprocess
 import sys
 
-from nnkit.workloads import WORKLOADS
+import nnkit
+from nnkit.bench import WORKLOADS, execution_path
 
 
 def test_workload_flop_count_by_hand():
@@ -13,6 +14,21 @@ def test_workload_flop_count_by_hand():
     # update 2 * 6 weights = 12.
     assert WORKLOADS["or-gate"].flops_per_step() == 124
     assert WORKLOADS["or-gate"].weights == 6
+
+
+def test_execution_path_asks_the_backends_plan_or_says_dash():
+    w = WORKLOADS["digits"]
+    net = w.network(backend="numpy")
+
+    class Planned:
+        def plan(self, call, spec, rows, batch_size=None, configs=1, epochs=1):
+            return f"{call} {spec.sizes} {rows} {batch_size} {configs} {epochs}"
+
+    assert execution_path(object(), "step", net.spec, 256) == "-"
+    assert (execution_path(Planned(), "sweep", net.spec, 256, configs=64, epochs=20)
+            == "sweep (64, 64, 10) 256 None 64 20")
+    path = execution_path(nnkit.get_backend("numpy"), "step", net.spec, 256)
+    assert isinstance(path, str) and path
 
 
 def test_bench_quick_agrees_across_backends(tmp_path):
@@ -30,6 +46,8 @@ def test_bench_quick_agrees_across_backends(tmp_path):
     assert all(r["parity"] <= 1e-4 for r in rows.values())
     assert rows["numba"]["step_s"] > 0 and rows["numba"]["epoch_s"] > 0
     assert {s["backend"] for s in result["sweeps"]} >= {"numpy", "numba"}
+    assert all(isinstance(r["path"], str) and r["path"] for r in rows.values())
+    assert all(isinstance(s["path"], str) and s["path"] for s in result["sweeps"])
     assert result["machine"]["cores"] >= 1
 
 

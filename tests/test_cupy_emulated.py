@@ -58,8 +58,8 @@ def test_training_matches_numpy_backend(cupy_backend, case, batch_size):
 def test_single_steps_and_gradients(cupy_backend):
     X, Y = nnkit.datasets.or_gate()
     got, ref = nets((2, 2, 1), ("sigmoid", "sigmoid"), "squared_error", cupy_backend)
-    Xd, Yd = got._data(X, Y)
-    losses = [float(cupy_backend.train_step(got._state, Xd, Yd, 0.5)) for _ in range(3)]
+    Xd, Yd = got.prepare(X, Y)
+    losses = [float(cupy_backend.train_step(got.train_state, Xd, Yd, 0.5)) for _ in range(3)]
     assert losses == pytest.approx(ref.fit(X, Y, epochs=3, lr=0.5).loss, rel=1e-12)
     for (g, rg) in zip(got.gradients(X, Y), ref.gradients(X, Y)):
         np.testing.assert_allclose(g[0], rg[0], rtol=1e-12)
@@ -110,4 +110,4 @@ def test_kernels_are_built_once_per_architecture(cupy_backend):
         got.fit(np.tile(X, (30, 1)), np.tile(Y, (30, 1)), epochs=2, lr=0.5)  # 120 rows
     raw = [k for k in cupy_backend._kernels if isinstance(k, tuple)]
     assert len(raw) == 1 and raw[0][0] == "nnkit_fit"
-    assert {"act", "act_backward", "sgd"} <= set(cupy_backend._kernels)
+    assert {"nnkit_act", "nnkit_act_backward", "nnkit_sgd"} <= set(cupy_backend._kernels)

@@ -42,7 +42,7 @@ def test_float32_parity_100_steps(n):
 def test_parameters_and_outputs_stay_on_the_device():
     import cupy
     _, net = run("cupy", "float32", 10)
-    assert all(isinstance(W, cupy.ndarray) for W, _ in net._state.params)
+    assert all(isinstance(W, cupy.ndarray) for W, _ in net.train_state.params)
     X = cupy.asarray(np.random.default_rng(0).normal(size=(5, 3)), dtype=cupy.float32)
     out = net.predict(X, as_numpy=False)
     assert isinstance(out, cupy.ndarray) and out.shape == (5, 2)
@@ -54,11 +54,11 @@ def test_no_host_synchronisation_inside_a_step(n):
     import cupyx
     net = nnkit.Network(ARCH, loss="mse", dtype="float32", seed=1, backend="cupy")
     be = net.backend
-    X, Y = net._data(np.ones((n, 3)), np.zeros((n, 2)))
-    be.train_step(net._state, X, Y, 0.1)  # warm: buffers, kernels
+    X, Y = net.prepare(np.ones((n, 3)), np.zeros((n, 2)))
+    be.train_step(net.train_state, X, Y, 0.1)  # warm: buffers, kernels
     with cupyx.allow_synchronize(False):  # raises DeviceSynchronized on any sync
         for _ in range(10):
-            be.train_step(net._state, X, Y, 0.1)
+            be.train_step(net.train_state, X, Y, 0.1)
     be.synchronize()
 
 
@@ -67,7 +67,7 @@ def test_fused_kernels_are_built_once():
     run("cupy", "float32", 5, n=64)
     be = nnkit.get_backend("cupy")
     kernels = dict(be._kernels)
-    assert {"act", "act_backward", "sgd"} <= set(kernels)
+    assert {"nnkit_act", "nnkit_act_backward", "nnkit_sgd"} <= set(kernels)
     assert any(isinstance(k, tuple) and k[0] == "nnkit_fit" for k in kernels)
     run("cupy", "float32", 5, n=200)
     run("cupy", "float32", 5, n=64)

@@ -81,7 +81,7 @@ def test_seed002_transposed_weight_bug_is_caught(rng):
     good = nnkit.Network(layers, loss="mse", dtype="float64", seed=2)
 
     def buggy_grads(net64, X, Y):
-        buggy.first_W = net64._state.params[0][0]
+        buggy.first_W = net64.train_state.params[0][0]
         return nnkit.Network.gradients(net64, X, Y)
 
     # The bug is shape-compatible (square layers), so nothing crashes; only the check sees it.

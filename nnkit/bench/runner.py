@@ -1,8 +1,8 @@
-"""``nnkit bench``: the same workloads on every usable backend, checked against the
-NumPy backend and timed side by side (and against PyTorch/JAX when installed)."""
+"""The measurements behind ``nnkit bench``: the same workloads on every usable backend,
+checked against the NumPy backend and timed side by side (and against PyTorch/JAX when
+installed). ``run_bench`` returns the rows; ``report`` prints them."""
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
@@ -10,7 +10,7 @@ import tracemalloc
 
 import numpy as np
 
-from .workloads import QUICK, WORKLOADS
+from .workloads import WORKLOADS
 
 LR = 0.01
 # Parity runs train at a rate every workload descends with (at 1.0 `large` oscillates
@@ -76,12 +76,21 @@ def gemm_time(w, backend, dtype):
 
 
 def step_setup(w, backend, dtype):
-    """(net, X, Y, step) where step() is one training step from Python."""
+    """(net, X, Y, step) where step() is one training step from Python on the
+    workload's batch: X (batch, n_in), Y (batch, n_out) on the backend."""
     net = w.network(backend=backend, dtype=dtype)
-    X, Y = w.data(dtype)
-    X, Y = net._data(X, Y)
-    be, state = net.backend, net._state
+    X, Y = net.prepare(*w.data(dtype))
+    be, state = net.backend, net.train_state
     return net, X, Y, lambda: be.train_step(state, X, Y, LR)
+
+
+def execution_path(backend, call, spec, rows, batch_size=None, configs=1, epochs=1):
+    """The named path ``backend.plan`` says it takes for ``call`` ("step", "epochs" or
+    "sweep"; e.g. "generated", "fused", "blas"), or "-" for a backend without ``plan``."""
+    plan = getattr(backend, "plan", None)
+    if plan is None:
+        return "-"
+    return plan(call, spec, rows, batch_size=batch_size, configs=configs, epochs=epochs)
 
 
 def first_call_time(w, backend, dtype):
@@ -170,8 +179,11 @@ def sweep_rows(backends, dtype, peers, nets, epochs, workload="or-gate"):
     lrs = np.geomspace(0.01, 50, nets)
     rows = []
     runs = []
+    paths = {}
     for name in backends:
         net = w.network(backend=name, dtype=dtype)
+        paths[name] = execution_path(net.backend, "sweep", net.spec, X.shape[0],
+                                     configs=nets, epochs=epochs)
         nnkit.sweep(net, X, Y, lr=lrs[:8], epochs=2)  # compile / warm
         runs.append((name, lambda net=net: nnkit.sweep(net, X, Y, lr=lrs, epochs=epochs)))
     if "jax" in peers:
@@ -189,7 +201,8 @@ def sweep_rows(backends, dtype, peers, nets, epochs, workload="or-gate"):
         run()
         t = time_per_call(run, budget=1.0, repeats=3)
         rows.append({"sweep": workload, "backend": name, "dtype": dtype, "nets": nets,
-                     "epochs": epochs, "net_epochs_per_s": nets * epochs / scale / t})
+                     "epochs": epochs, "path": paths.get(name, "-"),
+                     "net_epochs_per_s": nets * epochs / scale / t})
     return rows
 
 
@@ -211,6 +224,7 @@ def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
                 row = {"workload": wname, "backend": name, "dtype": dtype,
                        "first_call_s": first_call_time(w, name, dtype)}
                 net, X, Y, step = step_setup(w, name, dtype)
+                row["path"] = execution_path(be, "step", net.spec, X.shape[0])
                 row["step_s"] = time_per_call(step, be.synchronize,
                                               budget=0.2 if quick else 0.5)
                 row["flops"] = w.flops_per_step()
@@ -259,114 +273,3 @@ def machine_info():
         except ImportError:
             pass
     return info
-
-
-def format_table(result):
-    head = ("workload", "backend", "dtype", "step", "samples/s", "GFLOP/s", "%peak", "%gemm",
-            "vs numpy", "epoch", "parity", "alloc/step", "first call")
-    lines = [head]
-    for r in result["rows"]:
-        w = WORKLOADS[r["workload"]]
-        if "note" in r:
-            lines.append((r["workload"], r["backend"], r["dtype"], r["note"]) + ("",) * 9)
-            continue
-        step = r.get("step_s")
-        gflops = r["flops"] / step / 1e9 if step and "flops" in r else None
-        lines.append((
-            r["workload"], r["backend"], r["dtype"],
-            _us(step), f"{w.batch / step:.3g}" if step else "",
-            f"{gflops:.3g}" if gflops else "",
-            f"{100 * r['flops'] / step / r['peak_flops']:.1f}" if gflops else "",
-            f"{100 * r['gemm_s'] / step:.0f}" if gflops else "",
-            f"{r['speedup_vs_numpy']:.2f}x" if "speedup_vs_numpy" in r else "",
-            _us(r.get("epoch_s")),
-            f"{r['parity']:.1e}" if "parity" in r else "",
-            f"{r['alloc_bytes_per_step']:.0f} B" if "alloc_bytes_per_step" in r else "",
-            _us(r.get("first_call_s"))))
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    out = ["  ".join(str(c).ljust(wd) for c, wd in zip(line, widths)).rstrip()
-           for line in lines]
-    out.insert(1, "  ".join("-" * wd for wd in widths))
-    return "\n".join(out)
-
-
-def _rate(per_s):
-    """A rate with 3-4 significant digits and a k/M/G prefix."""
-    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if per_s >= scale:
-            return f"{per_s / scale:7.4g} {prefix}"
-    return f"{per_s:7.4g}  "
-
-
-def _us(seconds):
-    if seconds is None:
-        return ""
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds:.3g} s"
-
-
-def add_bench_parser(sub):
-    p = sub.add_parser("bench", help="train the benchmark workloads on every usable backend, "
-                                     "check they agree, print a throughput table")
-    p.add_argument("--quick", action="store_true",
-                   help=f"float32, workloads {','.join(QUICK)}, short timings (< 1 min)")
-    p.add_argument("--backends", default=None, help="comma list (default: all usable)")
-    p.add_argument("--workloads", default=None,
-                   help=f"comma list of {','.join(WORKLOADS)} (default: all; --quick: "
-                        f"{','.join(QUICK)})")
-    p.add_argument("--dtype", default=None, help="float32, float64 or both (default: float32)")
-    p.add_argument("--peers", default="", help="comma list of torch,jax (optional packages)")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.set_defaults(handler=cmd_bench)
-
-
-def cmd_bench(args):
-    import nnkit
-    backends = args.backends.split(",") if args.backends else nnkit.available_backends()
-    for name in backends:
-        nnkit.get_backend(name)  # clear error for unknown/unusable names
-    workloads = (args.workloads.split(",") if args.workloads
-                 else list(QUICK if args.quick else WORKLOADS))
-    for wname in workloads:
-        if wname not in WORKLOADS:
-            raise ValueError(f"--workloads: expected names from {tuple(WORKLOADS)}, got {wname!r}")
-    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype or "float32"]
-    peers = [p for p in args.peers.split(",") if p]
-    for p in peers:
-        if p not in ("torch", "jax"):
-            raise ValueError(f"--peers: expected torch and/or jax, got {p!r}")
-    print(f"nnkit bench: backends {', '.join(backends)}; workloads {', '.join(workloads)}; "
-          f"{', '.join(dtypes)}")
-    t0 = time.perf_counter()
-    result = run_bench(workloads, backends, dtypes, peers, quick=args.quick)
-    info = result["machine"]
-    print(f"machine: {info['cpu']}, {info['cores']} cores; " +
-          ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores")))
-    for (name, dtype), peak in sorted(_peaks(result).items()):
-        print(f"GEMM peak measured on {name} {dtype}: {peak / 1e9:.1f} GFLOP/s")
-    print("%peak: GFLOP/s over the GEMM peak above; "
-          "%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time; "
-          "first call: the first step in this process (JIT compile or cache load), "
-          "excluded from the timings")
-    print(format_table(result))
-    for r in result.get("sweeps", []):
-        print(f"sweep {r['sweep']} {r['nets']} nets x {r['epochs']} epochs {r['dtype']}: "
-              f"{r['backend']:<15} {_rate(r['net_epochs_per_s'])} net-epochs/s")
-    worst = max((r["parity"] for r in result["rows"] if "parity" in r), default=0.0)
-    tol = 1e-4 if "float32" in dtypes else 1e-9
-    print(f"parity: max relative loss difference vs numpy {worst:.2e} "
-          f"({'ok' if worst <= tol else 'MISMATCH'}, tolerance {tol:g}); "
-          f"took {time.perf_counter() - t0:.1f} s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1, default=float)
-        print(f"results written to {args.json}")
-    return 0 if worst <= tol else 1
-
-
-def _peaks(result):
-    return {(r["backend"], r["dtype"]): r["peak_flops"] for r in result["rows"]
-            if "peak_flops" in r}

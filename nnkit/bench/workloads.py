@@ -35,7 +35,7 @@ class Workload:
     def data(self, dtype="float32", n=None, seed=0):
         """(X, Y): gates give the truth table; others seeded uniform inputs and targets."""
         if self.sizes[0] == 2 and self.batch == 4:
-            from .datasets import or_gate, xor_gate
+            from ..datasets import or_gate, xor_gate
             X, Y = (xor_gate() if self.name == "xor" else or_gate())
         else:
             rng = np.random.default_rng(seed)
@@ -45,8 +45,8 @@ class Workload:
         return X.astype(dtype), Y.astype(dtype)
 
     def network(self, backend=None, dtype="float32", seed=0):
-        from .layers import Dense
-        from .network import Network
+        from ..layers import Dense
+        from ..network import Network
         acts = [self.hidden] * (len(self.sizes) - 2) + [self.output]
         layers = [Dense(a, b, k) for a, b, k in zip(self.sizes, self.sizes[1:], acts)]
         return Network(layers, loss=self.loss, dtype=dtype, seed=seed, backend=backend)

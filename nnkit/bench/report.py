@@ -1,0 +1,123 @@
+"""The ``nnkit bench`` command: its arguments, the table it prints and the JSON it writes."""
+from __future__ import annotations
+
+import json
+import time
+
+from .runner import run_bench
+from .workloads import QUICK, WORKLOADS
+
+
+def format_table(result):
+    """The step rows of ``run_bench``'s result as an aligned text table."""
+    head = ("workload", "backend", "dtype", "path", "step", "samples/s", "GFLOP/s", "%peak",
+            "%gemm", "vs numpy", "epoch", "parity", "alloc/step", "first call")
+    lines = [head]
+    for r in result["rows"]:
+        w = WORKLOADS[r["workload"]]
+        if "note" in r:
+            lines.append((r["workload"], r["backend"], r["dtype"], "", r["note"])
+                         + ("",) * (len(head) - 5))
+            continue
+        step = r.get("step_s")
+        gflops = r["flops"] / step / 1e9 if step and "flops" in r else None
+        lines.append((
+            r["workload"], r["backend"], r["dtype"], r.get("path", "-"),
+            _us(step), f"{w.batch / step:.3g}" if step else "",
+            f"{gflops:.3g}" if gflops else "",
+            f"{100 * r['flops'] / step / r['peak_flops']:.1f}" if gflops else "",
+            f"{100 * r['gemm_s'] / step:.0f}" if gflops else "",
+            f"{r['speedup_vs_numpy']:.2f}x" if "speedup_vs_numpy" in r else "",
+            _us(r.get("epoch_s")),
+            f"{r['parity']:.1e}" if "parity" in r else "",
+            f"{r['alloc_bytes_per_step']:.0f} B" if "alloc_bytes_per_step" in r else "",
+            _us(r.get("first_call_s"))))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    out = ["  ".join(str(c).ljust(wd) for c, wd in zip(line, widths)).rstrip()
+           for line in lines]
+    out.insert(1, "  ".join("-" * wd for wd in widths))
+    return "\n".join(out)
+
+
+def _rate(per_s):
+    """A rate with 3-4 significant digits and a k/M/G prefix."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if per_s >= scale:
+            return f"{per_s / scale:7.4g} {prefix}"
+    return f"{per_s:7.4g}  "
+
+
+def _us(seconds):
+    if seconds is None:
+        return ""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def add_bench_parser(sub):
+    p = sub.add_parser("bench", help="train the benchmark workloads on every usable backend, "
+                                     "check they agree, print a throughput table")
+    p.add_argument("--quick", action="store_true",
+                   help=f"float32, workloads {','.join(QUICK)}, short timings (< 1 min)")
+    p.add_argument("--backends", default=None, help="comma list (default: all usable)")
+    p.add_argument("--workloads", default=None,
+                   help=f"comma list of {','.join(WORKLOADS)} (default: all; --quick: "
+                        f"{','.join(QUICK)})")
+    p.add_argument("--dtype", default=None, help="float32, float64 or both (default: float32)")
+    p.add_argument("--peers", default="", help="comma list of torch,jax (optional packages)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(handler=cmd_bench)
+
+
+def cmd_bench(args):
+    import nnkit
+    backends = args.backends.split(",") if args.backends else nnkit.available_backends()
+    for name in backends:
+        nnkit.get_backend(name)  # clear error for unknown/unusable names
+    workloads = (args.workloads.split(",") if args.workloads
+                 else list(QUICK if args.quick else WORKLOADS))
+    for wname in workloads:
+        if wname not in WORKLOADS:
+            raise ValueError(f"--workloads: expected names from {tuple(WORKLOADS)}, got {wname!r}")
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype or "float32"]
+    peers = [p for p in args.peers.split(",") if p]
+    for p in peers:
+        if p not in ("torch", "jax"):
+            raise ValueError(f"--peers: expected torch and/or jax, got {p!r}")
+    print(f"nnkit bench: backends {', '.join(backends)}; workloads {', '.join(workloads)}; "
+          f"{', '.join(dtypes)}")
+    t0 = time.perf_counter()
+    result = run_bench(workloads, backends, dtypes, peers, quick=args.quick)
+    info = result["machine"]
+    print(f"machine: {info['cpu']}, {info['cores']} cores; " +
+          ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores")))
+    for (name, dtype), peak in sorted(_peaks(result).items()):
+        print(f"GEMM peak measured on {name} {dtype}: {peak / 1e9:.1f} GFLOP/s")
+    print("path: the execution path the backend takes for the step (backend.plan); "
+          "%peak: GFLOP/s over the GEMM peak above; "
+          "%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time; "
+          "first call: the first step in this process (JIT compile or cache load), "
+          "excluded from the timings")
+    print(format_table(result))
+    for r in result.get("sweeps", []):
+        print(f"sweep {r['sweep']} {r['nets']} nets x {r['epochs']} epochs {r['dtype']}: "
+              f"{r['backend']:<15} {_rate(r['net_epochs_per_s'])} net-epochs/s"
+              f"  path {r.get('path', '-')}")
+    worst = max((r["parity"] for r in result["rows"] if "parity" in r), default=0.0)
+    tol = 1e-4 if "float32" in dtypes else 1e-9
+    print(f"parity: max relative loss difference vs numpy {worst:.2e} "
+          f"({'ok' if worst <= tol else 'MISMATCH'}, tolerance {tol:g}); "
+          f"took {time.perf_counter() - t0:.1f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1, default=float)
+        print(f"results written to {args.json}")
+    return 0 if worst <= tol else 1
+
+
+def _peaks(result):
+    return {(r["backend"], r["dtype"]): r["peak_flops"] for r in result["rows"]
+            if "peak_flops" in r}
