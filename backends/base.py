@@ -11,8 +11,10 @@ applied only for prediction, which keeps the loss finite for any z.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy
 
@@ -42,6 +44,25 @@ class ModelSpec:
         return cls(sizes, tuple(activations), loss, numpy.dtype(params[0][0].dtype).name)
 
 
+CALLS = ("step", "epochs", "sweep")  # the training calls a backend plans a path for
+
+# {backend name: path} forced by Backend.use_path, and the records of the open blocks.
+_NOTHING_FORCED = {}
+_FORCED = contextvars.ContextVar("nnkit_forced_paths", default=_NOTHING_FORCED)
+_RECORDS = contextvars.ContextVar("nnkit_path_records", default=())
+
+
+@dataclass
+class PathRecord:
+    """The (call, path) pairs that ran inside a ``Backend.use_path`` block."""
+
+    ran: list = field(default_factory=list)
+
+    def paths(self, call=None):
+        """The set of paths that ran (for ``call`` only, if given)."""
+        return {p for c, p in self.ran if call is None or c == call}
+
+
 class TrainState:
     """Parameters and reusable buffers of one network on one backend.
 
@@ -57,6 +78,7 @@ class TrainState:
         self.loss = loss
         self.dtype = params[0][0].dtype
         self.spec = ModelSpec.of(self.params, self.activations, loss)
+        self.steps = {}  # batch rows -> the backend's prepared step (Backend.train_step)
         self._buffers = {}
 
     def buffers(self, n):
@@ -90,6 +112,9 @@ class Backend:
     """NumPy reference implementation of the whole kernel interface."""
 
     name = "numpy"
+    #: This backend's named execution paths and the calls (``CALLS``) each can run.
+    #: ``plan`` picks one per call; ``use_path`` forces one (tests, benchmarks).
+    paths = {"reference": CALLS}
 
     def __init__(self):
         self.xp = numpy
@@ -105,6 +130,50 @@ class Backend:
         if buf is None:
             buf = cache[key] = self.xp.empty(shape, dtype=dtype)
         return buf
+
+    # ------------------------------------------------------------------- paths
+    def choose_path(self, call: str, spec: ModelSpec, rows: int, batch_size: int | None,
+                    configs: int, epochs: int) -> str:
+        """This backend's planning function: the path for ``call`` by size (overridden
+        by backends with more than one path)."""
+        return "reference"
+
+    def plan(self, call: str, spec: ModelSpec, rows: int, batch_size: int | None = None,
+             configs: int = 1, epochs: int = 1) -> str:
+        """The named path ``call`` ("step", "epochs" or "sweep") takes for a network of
+        ``spec`` on ``rows`` samples: the one forced by ``use_path`` where it can run
+        ``call``, else ``choose_path``'s. ``batch_size`` None is full batch."""
+        if call not in CALLS:
+            raise ValueError(f"call: expected one of {CALLS}, got {call!r}")
+        forced = _FORCED.get().get(self.name)
+        if forced is not None and call in self.paths[forced]:
+            return forced
+        return self.choose_path(call, spec, rows, batch_size, configs, epochs)
+
+    def _dispatch(self, call, spec, rows, batch_size=None, configs=1, epochs=1):
+        """``plan`` for a call about to run; records it for open ``use_path`` blocks."""
+        path = self.plan(call, spec, rows, batch_size, configs, epochs)
+        for record in _RECORDS.get():
+            record.ran.append((call, path))
+        return path
+
+    @contextlib.contextmanager
+    def use_path(self, path: str):
+        """Within the block, every call that ``path`` can run takes it (other calls are
+        planned as usual); yields a ``PathRecord`` of the (call, path) pairs that ran.
+        A forced path that cannot run a particular call (say full-batch only, on
+        mini-batches) raises ValueError when that call is made."""
+        if path not in self.paths:
+            raise ValueError(f"path: the {self.name} backend's paths are "
+                             f"{tuple(self.paths)}, got {path!r}")
+        record = PathRecord()
+        forced = _FORCED.set({**_FORCED.get(), self.name: path})
+        records = _RECORDS.set(_RECORDS.get() + (record,))
+        try:
+            yield record
+        finally:
+            _RECORDS.reset(records)
+            _FORCED.reset(forced)
 
     # ----------------------------------------------------------------- arrays
     def asarray(self, x, dtype=None):
@@ -314,14 +383,27 @@ class Backend:
                                 dX=buf.G[i - 1] if i > 0 else None)
         return loss
 
-    def train_step(self, state, X, Y, lr):
-        """One gradient-descent step on the batch (X, Y); returns the batch loss
-        taken before the update, as a 0-d backend value (no host sync)."""
-        loss = self.forward_backward(state, X, Y)
-        self.sgd_update(state.params, state.buffers(X.shape[0]).grads, lr)
-        return loss
+    def train_step(self, state: TrainState, X, Y, lr: float):
+        """One gradient-descent step on the batch X (n, i), Y (n, o); returns the batch
+        loss taken before the update, as a 0-d backend value (no host sync)."""
+        n = X.shape[0]
+        if _FORCED.get() is _NOTHING_FORCED:  # the planned step, prepared once per size
+            step = state.steps.get(n)
+            if step is None:
+                step = state.steps[n] = self.prepare_step(
+                    self._dispatch("step", state.spec, n, n), state, n)
+        else:
+            step = self.prepare_step(self._dispatch("step", state.spec, n, n), state, n)
+        return step(state, X, Y, lr)
 
-    def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
+    def prepare_step(self, path: str, state: TrainState, n: int):
+        """A callable ``step(state, X, Y, lr)`` running ``path``'s step on batches of ``n``
+        rows of ``state``; by default the method ``_step_<path>``. A backend may return
+        a closure over prepared kernel arguments (called once per state and size)."""
+        return getattr(self, "_step_" + path)
+
+    def train_epochs(self, state: TrainState, X, Y, lrs, batch_size: int | None = None,
+                     orders=None):
         """Train ``len(lrs)`` epochs; epoch e uses learning rate ``lrs[e]``.
 
         ``batch_size`` None (or >= n) is full batch. ``orders`` (epochs, n) int
@@ -329,26 +411,60 @@ class Backend:
         Returns per-epoch mean losses, shape (epochs,), as a NumPy float64 array.
         Stops after the first epoch whose loss is not finite; later entries are NaN.
         """
+        n = X.shape[0]
+        batch_size = None if batch_size is None or batch_size >= n else int(batch_size)
+        path = self._dispatch("epochs", state.spec, n, batch_size, 1, len(lrs))
+        return getattr(self, "_epochs_" + path)(state, X, Y, lrs, batch_size, orders)
+
+    def train_many(self, params, activations, loss, X, Y, lrs, factors,
+                   batch_size: int | None = None, orders=None):
+        """Train C independent networks of one architecture together.
+
+        params: list of (W (C, i, o), b (C, o)) backend arrays, updated in place.
+        lrs: (C,) host base rates; factors: (epochs,) host schedule factors; configuration
+        c trains epoch e at ``lrs[c] * factors[e]`` (float64, as ``fit`` computes it).
+        orders: None or (C, epochs, n) host sample orders.
+        A configuration whose batch loss is not finite is frozen before that update.
+        Returns (losses (C, epochs) NumPy float64, NaN after divergence;
+        diverged_epoch (C,) NumPy int, -1 where it never diverged).
+        """
+        n = X.shape[0]
+        batch_size = None if batch_size is None or batch_size >= n else int(batch_size)
+        spec = ModelSpec.of(params, activations, loss)
+        path = self._dispatch("sweep", spec, n, batch_size, len(lrs), len(factors))
+        return getattr(self, "_sweep_" + path)(params, tuple(activations), loss, X, Y, lrs,
+                                               factors, batch_size, orders)
+
+    # ------------------------------------------------------ the reference paths
+    def _step_reference(self, state, X, Y, lr):
+        loss = self.forward_backward(state, X, Y)
+        self.sgd_update(state.params, state.buffers(X.shape[0]).grads, lr)
+        return loss
+
+    def _epochs_reference(self, state, X, Y, lrs, batch_size, orders):
+        return self._epochs_by_steps(self._step_reference, state, X, Y, lrs, batch_size,
+                                     orders)
+
+    def _epochs_by_steps(self, step, state, X, Y, lrs, batch_size, orders):
+        """Epochs as a Python loop over ``step(state, Xb, Yb, lr)``; losses stay on the
+        device and are read once per block of 64 epochs."""
         xp = self.xp
         n = X.shape[0]
         epochs = len(lrs)
         losses = numpy.full(epochs, numpy.nan)
-        full = batch_size is None or batch_size >= n
         chunk = xp.zeros(epochs, dtype=numpy.float64)
         done = 0
-        # Losses stay on the device and are read once per block of epochs.
         block = 64
         for e in range(epochs):
             lr = float(lrs[e])
-            if full:
-                chunk[e] = self.train_step(state, X, Y, lr)
+            if batch_size is None:
+                chunk[e] = step(state, X, Y, lr)
             else:
                 order = None if orders is None else orders[e]
                 for start in range(0, n, batch_size):
                     stop = min(start + batch_size, n)
                     Xb, Yb = self.gather_batch(state, X, Y, order, start, stop)
-                    loss = self.train_step(state, Xb, Yb, lr)
-                    chunk[e] += loss * ((stop - start) / n)
+                    chunk[e] += step(state, Xb, Yb, lr) * ((stop - start) / n)
             if (e + 1) % block == 0 or e + 1 == epochs:
                 got = numpy.asarray(self.to_numpy(chunk[done:e + 1]), dtype=numpy.float64)
                 bad = ~numpy.isfinite(got)
@@ -372,161 +488,30 @@ class Backend:
         self.xp.take(Y, idx, axis=0, out=buf.Yb)
         return buf.Xb, buf.Yb
 
-    # ------------------------------------------------------------------ sweeps
-    def train_many(self, params, activations, loss, X, Y, lrs, factors, batch_size=None,
-                   orders=None):
-        """Train C independent networks of one architecture together.
-
-        params: list of (W (C, i, o), b (C, o)) backend arrays, updated in place.
-        lrs: (C,) host base rates; factors: (epochs,) host schedule factors; configuration
-        c trains epoch e at ``lrs[c] * factors[e]`` (float64, as ``fit`` computes it).
-        orders: None or (C, epochs, n) host sample orders.
-        A configuration whose batch loss is not finite is frozen before that update.
-        Returns (losses (C, epochs) NumPy float64, NaN after divergence;
-        diverged_epoch (C,) NumPy int, -1 where it never diverged).
-        """
-        if batch_size is None or batch_size >= X.shape[0]:
-            return self._train_many_stacked(params, activations, loss, X, Y, lrs, factors)
-        xp = self.xp
-        C, epochs = len(lrs), len(factors)
-        n = X.shape[0]
-        bs = batch_size
-        losses = xp.zeros((C, epochs), dtype=numpy.float64)
-        diverged = xp.full(C, -1, dtype=numpy.int64)
-        lr_dev = self.asarray(lrs, dtype=numpy.float64)
-        order_dev = None if orders is None else self.asarray(orders)
-        dtype = params[0][0].dtype
-        # Diverging configurations overflow on the way; they are frozen and reported.
-        with numpy.errstate(over="ignore", invalid="ignore"):
+    def _sweep_reference(self, params, activations, loss, X, Y, lrs, factors, batch_size,
+                         orders):
+        """One configuration after another, each trained by the reference step on views
+        of its parameters; a non-finite batch loss freezes it before that update."""
+        n, C, epochs = X.shape[0], len(lrs), len(factors)
+        bs = n if batch_size is None else batch_size
+        losses = numpy.full((C, epochs), numpy.nan)
+        diverged = numpy.full(C, -1, dtype=numpy.int64)
+        for c in range(C):
+            state = TrainState(self, [(W[c], b[c]) for W, b in params], activations, loss)
             for e in range(epochs):
+                lr = float(lrs[c]) * float(factors[e])
+                order = None if orders is None else self.asarray(orders[c, e])
+                total = 0.0
                 for start in range(0, n, bs):
                     stop = min(start + bs, n)
-                    if order_dev is None:
-                        Xb = xp.broadcast_to(X[start:stop], (C, stop - start, X.shape[1]))
-                        Yb = Y[start:stop]
-                    else:
-                        idx = order_dev[:, e, start:stop]
-                        Xb, Yb = X[idx], Y[idx]
-                    batch_loss, grads = self._many_forward_backward(params, activations, loss,
-                                                                    Xb, Yb)
-                    losses[:, e] += batch_loss * ((stop - start) / n)
-                    diverged[...] = xp.where((diverged < 0) & ~xp.isfinite(batch_loss), e,
-                                             diverged)
-                    self._step_many([p for (W, b), (dW, db) in zip(params, grads)
-                                     for p in ((W, dW), (b[:, :, None], db[:, :, None]))],
-                                    (lr_dev * float(factors[e])).astype(dtype), diverged)
-                losses[:, e] = xp.where(diverged >= 0, xp.where(diverged == e, losses[:, e],
-                                                                 numpy.nan), losses[:, e])
-        return (numpy.asarray(self.to_numpy(losses), dtype=numpy.float64),
-                numpy.asarray(self.to_numpy(diverged)))
-
-    def _many_forward_backward(self, params, activations, loss, X, Y):
-        """Per-configuration losses (C,) and gradients for stacked parameters;
-        X (C, nb, i), Y (C, nb, o) or (nb, o)."""
-        xp = self.xp
-        inputs = [X]
-        for (W, b), act in zip(params, activations):
-            inputs.append(self.dense_forward(inputs[-1], W, b[:, None, :], act))
-        out = inputs[-1]
-        nb = out.shape[-2]
-        term, grad, mean = self.loss_parts(loss)
-        value = mean(xp.sum(term(out, Y), axis=(-2, -1)), nb)
-        G = grad(out, Y, nb)
-        grads = [None] * len(params)
-        for i in range(len(params) - 1, -1, -1):
-            dZ = self.activation_backward(G, inputs[i + 1], activations[i])
-            grads[i] = (xp.matmul(xp.swapaxes(inputs[i], -1, -2), dZ), xp.sum(dZ, axis=-2))
-            if i:
-                G = xp.matmul(dZ, xp.swapaxes(params[i][0], -1, -2))
-        return value, grads
-
-    # The full-batch sweep: C configurations side by side with the samples as the fast
-    # axis. The first layer's units of all configurations are the rows of one matrix, so
-    # its forward pass and weight gradient are two large GEMMs (its bias folded in as a
-    # column of ones); later layers are batched GEMMs over (C, o, n) stacks.
-    def _train_many_stacked(self, params, activations, loss, X, Y, lrs, factors):
-        xp = self.xp
-        L = len(params)
-        W0, b0 = params[0]
-        C, i, h = W0.shape
-        n, dtype = X.shape[0], W0.dtype
-        Xa = xp.concatenate([X, xp.ones((n, 1), dtype=dtype)], axis=1)  # (n, i+1)
-        XaT = xp.ascontiguousarray(Xa.T)
-        YT = xp.ascontiguousarray(Y.T)
-        WT = [xp.ascontiguousarray(xp.concatenate(
-            [xp.swapaxes(W0, 1, 2), b0[:, :, None]], axis=2))]           # (C, h, i+1)
-        WT += [xp.ascontiguousarray(xp.swapaxes(W, 1, 2)) for W, _ in params[1:]]
-        bs = [None] + [xp.ascontiguousarray(b) for _, b in params[1:]]  # (C, o)
-        A = [xp.empty((C, W.shape[2], n), dtype=dtype) for W, _ in params]
-        D = [xp.empty_like(a) for a in A[:-1]]                          # dA, then dZ
-        dWT = [xp.empty_like(w) for w in WT]
-        db = [None] + [xp.empty_like(b) for b in bs[1:]]
-        b_out = bs[-1] if L > 1 else xp.zeros((C, h), dtype=dtype)  # 1 layer: folded in
-        ones = xp.ones(n, dtype=dtype)
-        values = xp.empty(C, dtype=numpy.float64)
-        losses = xp.empty((C, len(factors)), dtype=numpy.float64)
-        diverged = xp.full(C, -1, dtype=numpy.int64)
-        rates = self.asarray(lrs, dtype=numpy.float64)
-        pairs = [(WT[0], dWT[0])] + [p for l in range(1, L) for p in (
-            (WT[l], dWT[l]), (bs[l][:, :, None], db[l][:, :, None]))]
-        # Diverging configurations overflow on the way; they are frozen and reported.
-        with numpy.errstate(over="ignore", invalid="ignore"):
-            for e, factor in enumerate(numpy.asarray(factors, dtype=numpy.float64)):
-                xp.matmul(WT[0].reshape(C * h, i + 1), XaT, out=A[0].reshape(C * h, n))
-                for l in range(1, L):
-                    if l > 1:
-                        A[l - 1] += bs[l - 1][:, :, None]
-                    flat = A[l - 1].reshape(-1, n)
-                    self.activation_forward(flat, activations[l - 1], out=flat)
-                    xp.matmul(WT[l], A[l - 1], out=A[l])
-                self._stacked_output(A[-1], b_out, YT, activations[-1], loss, values)
-                G = A[-1]
-                for l in range(L - 1, 0, -1):
-                    xp.matmul(G.reshape(-1, n), ones, out=db[l].reshape(-1))
-                    xp.matmul(G, xp.swapaxes(A[l - 1], 1, 2), out=dWT[l])
-                    xp.matmul(xp.swapaxes(WT[l], 1, 2), G, out=D[l - 1])  # before the update
-                    flat = D[l - 1].reshape(-1, n)
-                    self.activation_backward(flat, A[l - 1].reshape(-1, n), activations[l - 1],
-                                             out=flat)
-                    G = D[l - 1]
-                xp.matmul(G.reshape(C * h, n), Xa, out=dWT[0].reshape(C * h, i + 1))
-                self._record_epoch(values, e, losses, diverged)
-                self._step_many(pairs, (rates * factor).astype(dtype), diverged)
-        W0[...] = xp.swapaxes(WT[0][:, :, :i], 1, 2)
-        b0[...] = WT[0][:, :, i]
-        for (W, b), wt, bl in zip(params[1:], WT[1:], bs[1:]):
-            W[...] = xp.swapaxes(wt, 1, 2)
-            b[...] = bl
-        return (numpy.asarray(self.to_numpy(losses), dtype=numpy.float64),
-                numpy.asarray(self.to_numpy(diverged)))
-
-    def _stacked_output(self, Z, b, YT, activation, loss, values):
-        """Output layers of the stacked sweep: Z (C, o, n) holds W^T A^T and is replaced
-        by dZ (the gradient at the pre-activations); b (C, o); YT (o, n) the targets
-        transposed; values (C,) float64 receives each configuration's loss."""
-        xp = self.xp
-        n = Z.shape[2]
-        Z += b[:, :, None]
-        flat = Z.reshape(-1, n)
-        self.activation_forward(flat, activation, out=flat)
-        term, grad, mean = self.loss_parts(loss)
-        values[...] = mean(xp.sum(term(Z, YT), axis=(1, 2)), n)
-        G = grad(Z, YT, n)
-        self.activation_backward(G.reshape(-1, n), flat, activation, out=flat)
-
-    def _record_epoch(self, values, epoch, losses, diverged):
-        """Record the epoch's losses (C,) in losses (C, E) and freeze configurations
-        whose loss is not finite: diverged[c] = epoch, their later losses NaN."""
-        xp = self.xp
-        training = diverged < 0
-        losses[:, epoch] = xp.where(training, values, numpy.nan)
-        diverged[...] = xp.where(training & ~xp.isfinite(values), epoch, diverged)
-
-    def _step_many(self, pairs, steps, diverged):
-        """P -= steps[c] * dP for each (P, dP) in pairs, arrays (C, ., .), for every
-        configuration still training (diverged[c] < 0); steps (C,) in P's dtype."""
-        xp = self.xp
-        ok = (diverged < 0)[:, None, None]
-        for P, dP in pairs:
-            # 0 * NaN is NaN: keep frozen configurations exactly as they were.
-            P -= xp.where(ok, dP * steps[:, None, None], 0)
+                    Xb, Yb = self.gather_batch(state, X, Y, order, start, stop)
+                    value = float(self.forward_backward(state, Xb, Yb))
+                    total += value * ((stop - start) / n)
+                    if not numpy.isfinite(value):
+                        diverged[c] = e
+                        break
+                    self.sgd_update(state.params, state.buffers(stop - start).grads, lr)
+                losses[c, e] = total
+                if diverged[c] >= 0:
+                    break
+        return losses, diverged

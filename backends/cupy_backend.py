@@ -4,21 +4,25 @@ Data and parameters stay on the GPU for the whole ``fit``; losses accumulate on 
 device and are read once per block of epochs (base ``train_epochs``), so a step has
 no ``.get()``/``float()``. cuBLAS does the matmuls (``xp.matmul(out=)``); the
 elementwise work of a step is fused into ``ElementwiseKernel``s built once per
-backend instance. Tiny networks (``TINY_ROWS``/``TINY_WEIGHTS``) skip all that: one
+backend instance (path ``"cublas"``). Tiny networks (path ``"generated"``, those whose
+state fits a thread's registers: ``_cuda_limits.raw_kernel_fits``) skip all that: one
 generated ``RawKernel`` (``_cuda_codegen``) runs a step, a whole full-batch fit, or a
-whole sweep (one thread per configuration) in a single launch.
+whole sweep (one thread per configuration) in a single launch. Other sweeps run the
+engine of ``stacked.py`` (paths ``"stacked"`` and ``"batched"``).
 
-Status: the shared code is exercised by CPU CI through the NumPy backend, and the
-generated kernels are compiled and checked as C++ on CPU; nothing here has yet run on a
-GPU (``ci/gpu.sh`` is the prepared check).
+CPU CI runs this code through a cupy stand-in (tests/fake_cupy.py) and compiles every
+CUDA source with NVRTC (ci/cuda_check.py); ``ci/gpu.sh`` is the check on a real GPU
+(passed on an H200, 2026-11-26).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import BackendUnavailableError
+from ._cuda_limits import raw_kernel_fits
 from ._math import ACTIVATION_CODES
-from .base import Backend
+from .base import CALLS, Backend, ModelSpec
+from .stacked import StackedSweeps
 
 _INSTALL_HINT = (
     "install the wheel matching your CUDA toolkit: `pip install 'nnkit[gpu]'` "
@@ -28,9 +32,6 @@ _INSTALL_HINT = (
 
 _ACT_CODE = ACTIVATION_CODES
 
-# Full-batch problems up to this size train inside one generated kernel per launch.
-TINY_ROWS = 64
-TINY_WEIGHTS = 1024
 SWEEP_THREADS = 128
 
 
@@ -40,7 +41,7 @@ def is_cupy_array(x):
     return cls.__name__ == "ndarray" and cls.__module__.split(".")[0] == "cupy"
 
 
-class CupyBackend(Backend):
+class CupyBackend(StackedSweeps, Backend):
     name = "cupy"
 
     @classmethod
@@ -127,71 +128,65 @@ class CupyBackend(Backend):
             sgd(dW, float(lr), W)
             sgd(db, float(lr), b)
 
-    # ------------------------------------------------ tiny networks: one launch
-    @staticmethod
-    def _sizes(params):
-        return [params[0][0].shape[-2]] + [W.shape[-1] for W, _ in params]
+    # ------------------------------------------------------------------ paths
+    paths = {"generated": CALLS, "cublas": ("step", "epochs"), **StackedSweeps.sweep_paths}
 
-    def _tiny(self, sizes, n):
-        return n <= TINY_ROWS and sum(a * b for a, b in zip(sizes, sizes[1:])) <= TINY_WEIGHTS
+    def choose_path(self, call, spec, rows, batch_size, configs, epochs):
+        """generated: networks whose one-thread kernel stays in registers
+        (``_cuda_limits.raw_kernel_fits``), full batches (a step is one batch); else
+        cuBLAS + ElementwiseKernels, and the sweep engine's paths."""
+        full = batch_size is None or call == "step"
+        if full and raw_kernel_fits(spec.sizes, rows, spec.dtype):
+            return "generated"
+        return self.sweep_path(batch_size) if call == "sweep" else "cublas"
 
-    def _raw(self, name, sizes, activations, loss, n, dtype):
+    _step_cublas = Backend._step_reference
+    _epochs_cublas = Backend._epochs_reference
+
+    def _raw(self, name, spec, n):
         """The generated RawKernel ``name`` for this architecture, built once per backend
         (and compiled once per machine: CuPy caches compiled kernels on disk)."""
-        key = (name, tuple(sizes), tuple(activations), loss, n, str(dtype))
+        key = (name, spec, n)
         k = self._kernels.get(key)
         if k is None:
             from . import _cuda_codegen
             make = {"nnkit_fit": _cuda_codegen.fit_source,
                     "nnkit_sweep": _cuda_codegen.sweep_source}[name]
-            source = make(list(sizes), tuple(activations), loss, n, str(dtype))
+            source = make(list(spec.sizes), spec.activations, spec.loss, n, spec.dtype)
             k = self._kernels[key] = self.xp.RawKernel(source, name)
         return k
 
-    def _fit_kernel(self, state, n):
-        return self._raw("nnkit_fit", self._sizes(state.params), state.activations, state.loss,
-                         n, state.dtype)
-
-    def train_step(self, state, X, Y, lr):
-        n = X.shape[0]
-        if not (self._tiny(self._sizes(state.params), n) and X.flags.c_contiguous):
-            return super().train_step(state, X, Y, lr)
-        buf = state.buffers(n)
+    def _step_generated(self, state, X, Y, lr):
+        buf = state.buffers(X.shape[0])
         if "raw_step" not in buf.cache:
             xp = self.xp
-            buf.cache["raw_step"] = (self._fit_kernel(state, n), xp.zeros(1, dtype=xp.float64),
-                            xp.zeros(1, dtype=xp.int32))
+            buf.cache["raw_step"] = (self._raw("nnkit_fit", state.spec, X.shape[0]),
+                                     xp.zeros(1, dtype=xp.float64), xp.zeros(1, dtype=xp.int32))
         kernel, loss, done = buf.cache["raw_step"]
         flat = [a for pair in state.params for a in pair]
         # A null lrs pointer (8 bytes) makes the kernel use lr_const.
         kernel((1,), (1,), (X, Y, *flat, np.uint64(0), np.float64(lr), np.int32(1), loss, done))
         return loss[0]  # a device scalar: no synchronisation
 
-    def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
-        n = X.shape[0]
-        full = batch_size is None or batch_size >= n
-        if not (full and self._tiny(self._sizes(state.params), n) and X.flags.c_contiguous):
-            return super().train_epochs(state, X, Y, lrs, batch_size, orders)
+    def _epochs_generated(self, state, X, Y, lrs, batch_size, orders):
+        if batch_size is not None:
+            raise ValueError("the generated epochs path trains full batches only")
         xp = self.xp
         losses = xp.full(len(lrs), np.nan, dtype=xp.float64)
         done = xp.zeros(1, dtype=xp.int32)
         flat = [a for pair in state.params for a in pair]
-        self._fit_kernel(state, n)((1,), (1,), (
+        self._raw("nnkit_fit", state.spec, X.shape[0])((1,), (1,), (
             X, Y, *flat, xp.asarray(lrs, dtype=xp.float64), np.float64(0), np.int32(len(lrs)),
             losses, done))
         return self.to_numpy(losses)
 
-    def train_many(self, params, activations, loss, X, Y, lrs, factors, batch_size=None,
-                   orders=None):
-        n = X.shape[0]
-        sizes = self._sizes(params)
-        full = batch_size is None or batch_size >= n
-        if not (full and self._tiny(sizes, n) and X.flags.c_contiguous):
-            return super().train_many(params, activations, loss, X, Y, lrs, factors,
-                                      batch_size, orders)
+    def _sweep_generated(self, params, activations, loss, X, Y, lrs, factors, batch_size,
+                         orders):
+        if batch_size is not None:
+            raise ValueError("the generated sweep path trains full batches only")
         xp = self.xp
         C, epochs = len(lrs), len(factors)
-        kernel = self._raw("nnkit_sweep", sizes, activations, loss, n, params[0][0].dtype)
+        kernel = self._raw("nnkit_sweep", ModelSpec.of(params, activations, loss), X.shape[0])
         losses = xp.full((C, epochs), np.nan, dtype=xp.float64)
         diverged = xp.full(C, -1, dtype=xp.int64)
         flat = [a for pair in params for a in pair]

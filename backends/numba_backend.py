@@ -1,13 +1,17 @@
 """The Numba backend: JIT-compiled loops where Python and BLAS call overheads dominate.
 
-Three regimes, switched by size (thresholds chosen with ``nnkit bench``):
+Named paths (``paths``; ``choose_path`` picks one per call by size, thresholds chosen
+with ``nnkit bench``; ``Backend.use_path`` forces one):
 
-- tiny full-batch problems and sweeps (the OR gate, XOR): kernels generated for the exact
-  architecture (``_numba_codegen``), a whole fit or sweep in one compiled call;
-- small layers (rows x weights <= ``LOOP_MAX_WORK``): the generic fused kernels of
-  ``_numba_kernels`` (any depth; mini-batch and SGD epochs in one call);
-- larger layers: BLAS matmuls (the inherited NumPy path) plus one fused, vectorised
-  bias + activation pass (``bias_activation``), and single-pass backward kernels.
+- ``"generated"``: tiny networks (the OR gate, XOR): kernels generated for the exact
+  architecture (``_numba_codegen``), a step, a whole full-batch fit or a whole sweep in
+  one compiled call;
+- ``"fused"``: small layers (rows x weights <= ``LOOP_MAX_WORK``): the generic fused
+  kernels of ``_numba_kernels`` (any depth; mini-batch and SGD epochs in one call);
+- ``"blas"``: larger layers: the reference composition with BLAS matmuls plus fused,
+  vectorised bias + activation passes (``bias_activation``) and backward kernels;
+- ``"stacked"`` / ``"batched"``: the sweep engine of ``stacked.py``, with its
+  elementwise steps as serial kernels.
 
 Elementwise loops vectorise thanks to an arithmetic exp (this llvmlite has no SVML);
 loops over libm calls (tanh, log1p) are used only up to ``LOOP_MAX_ELEMENTS``. Nothing
@@ -21,7 +25,8 @@ import numpy as np
 
 from . import BackendUnavailableError
 from ._math import ACTIVATION_CODES, LOSS_CODES
-from .base import Backend
+from .base import CALLS, Backend, ModelSpec
+from .stacked import StackedSweeps
 
 _ACT = ACTIVATION_CODES
 _LOSS = LOSS_CODES
@@ -39,7 +44,7 @@ CODEGEN_MAX_WEIGHTS = 1024
 CODEGEN_MIN_WORK = 4096
 
 
-class NumbaBackend(Backend):
+class NumbaBackend(StackedSweeps, Backend):
     name = "numba"
 
     @classmethod
@@ -77,11 +82,12 @@ class NumbaBackend(Backend):
                 "set NUMBA_CACHE_DIR to change)",
                 f"generated kernels in {_cache_dir()} (set NNKIT_CACHE_DIR to change)"]
 
-    @staticmethod
-    def _loops(rows, *arrays):
-        """True where hand-written loops beat BLAS/ufunc calls for this much work."""
+    def _loops(self, rows, *arrays):
+        """True where hand-written loops beat BLAS/ufunc calls for this much work (never
+        inside the "blas" path)."""
         return rows * sum(a.size for a in arrays) <= LOOP_MAX_WORK and all(
-            a.flags.c_contiguous and a.ndim <= 2 for a in arrays)
+            a.flags.c_contiguous and a.ndim <= 2 for a in arrays) and not getattr(
+            self._local, "blas", False)
 
     @staticmethod
     def _elementwise_loops(*arrays, scalar_math=False):
@@ -181,59 +187,75 @@ class NumbaBackend(Backend):
                 tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads))
         return args
 
-    def _fused_ok(self, state, X, rows):
-        return X.flags.c_contiguous and self._loops(rows, *(W for W, _ in state.params))
+    # ------------------------------------------------------------------ paths
+    paths = {"generated": CALLS, "fused": ("step", "epochs"), "blas": ("step", "epochs"),
+             **StackedSweeps.sweep_paths}
 
-    def train_step(self, state, X, Y, lr):
-        n = X.shape[0]
-        buf = state.buffers(n)
-        step = buf.cache.get("codegen_step")
-        if step is None:  # decided once per buffer set: (kernel, params, lr, loss) or False
-            step = buf.cache["codegen_step"] = self._codegen_step(state, n)
-        if step and X.flags.c_contiguous:
-            kernel, flat, lr_arr, loss_arr = step
+    def choose_path(self, call, spec, rows, batch_size, configs, epochs):
+        """generated: tiny networks (CODEGEN_*), and only for calls with enough work to
+        pay for generating a kernel once; fused: the generic loop kernels while
+        rows x weights <= LOOP_MAX_WORK; blas: larger; sweeps otherwise the engine's."""
+        full = batch_size is None
+        tiny = spec.weights <= CODEGEN_MAX_WEIGHTS
+        if call == "step":
+            if tiny and rows <= CODEGEN_MAX_ROWS:
+                return "generated"
+            return "fused" if rows * spec.weights <= LOOP_MAX_WORK else "blas"
+        if call == "epochs":
+            if full and tiny and rows <= CODEGEN_MAX_ROWS and epochs * rows >= CODEGEN_MIN_WORK:
+                return "generated"
+            rows = rows if full else batch_size
+            return "fused" if rows * spec.weights <= LOOP_MAX_WORK else "blas"
+        if (tiny and (not full or rows <= CODEGEN_MAX_ROWS)
+                and configs * epochs * rows >= CODEGEN_MIN_WORK):
+            return "generated"
+        return self.sweep_path(batch_size)
+
+    def prepare_step(self, path, state, n):
+        if path != "generated":
+            return super().prepare_step(path, state, n)
+        from ._numba_codegen import kernel as generated
+        kernel = generated("fit", state.spec.sizes, state.activations, state.loss, n,
+                           state.dtype.name)
+        flat, lr_arr, loss_arr = (tuple(a for p in state.params for a in p), np.empty(1),
+                                  np.full(1, np.nan))
+
+        def step(state, X, Y, lr):  # one epoch of the generated fit kernel
             lr_arr[0] = lr
             kernel(X, Y, *flat, lr_arr, loss_arr)
             return loss_arr[0]
-        if not self._fused_ok(state, X, X.shape[0]):
-            return super().train_step(state, X, Y, lr)
-        Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state, buf)
+        return step
+
+    def _step_generated(self, state, X, Y, lr):
+        return self.prepare_step("generated", state, X.shape[0])(state, X, Y, lr)
+
+    def _step_fused(self, state, X, Y, lr):
+        Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state, state.buffers(X.shape[0]))
         return np.float64(self.k.train_step(X, Y, X.shape[0], Ws, bs, acts, loss, float(lr),
                                             As, Gs, dWs, dbs))
 
-    @staticmethod
-    def _codegen_ok(sizes, rows=None):
-        """True for networks small enough for generated kernels (and `rows` rows, if given)."""
-        weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
-        return weights <= CODEGEN_MAX_WEIGHTS and (rows is None or rows <= CODEGEN_MAX_ROWS)
+    def _step_blas(self, state, X, Y, lr):
+        """The reference composition with BLAS matmuls and fused elementwise kernels."""
+        self._local.blas = True
+        try:
+            return self._step_reference(state, X, Y, lr)
+        finally:
+            self._local.blas = False
 
-    @staticmethod
-    def _sizes(params):
-        return [params[0][0].shape[-2]] + [W.shape[-1] for W, _ in params]
-
-    def _codegen_step(self, state, n):
-        sizes = self._sizes(state.params)
-        if not self._codegen_ok(sizes, n):
-            return False
+    def _epochs_generated(self, state, X, Y, lrs, batch_size, orders):
+        if batch_size is not None:
+            raise ValueError("the generated epochs path trains full batches only")
         from ._numba_codegen import kernel as generated
-        kernel = generated("fit", sizes, state.activations, state.loss, n, state.dtype.name)
-        return (kernel, tuple(a for p in state.params for a in p), np.empty(1),
-                np.full(1, np.nan))
+        kernel = generated("fit", state.spec.sizes, state.activations, state.loss, X.shape[0],
+                           state.dtype.name)
+        losses = np.full(len(lrs), np.nan)
+        kernel(X, Y, *(a for pair in state.params for a in pair),
+               np.ascontiguousarray(lrs, dtype=np.float64), losses)
+        return losses
 
-    def train_epochs(self, state, X, Y, lrs, batch_size=None, orders=None):
+    def _epochs_fused(self, state, X, Y, lrs, batch_size, orders):
         n = X.shape[0]
-        sizes = self._sizes(state.params)
-        if ((batch_size is None or batch_size >= n) and self._codegen_ok(sizes, n)
-                and X.flags.c_contiguous and len(lrs) * n >= CODEGEN_MIN_WORK):
-            from ._numba_codegen import kernel as generated
-            kernel = generated("fit", sizes, state.activations, state.loss, n, state.dtype.name)
-            losses = np.full(len(lrs), np.nan)
-            kernel(X, Y, *(a for pair in state.params for a in pair),
-                   np.ascontiguousarray(lrs, dtype=np.float64), losses)
-            return losses
-        bsz = n if batch_size is None or batch_size >= n else int(batch_size)
-        if not self._fused_ok(state, X, bsz):
-            return super().train_epochs(state, X, Y, lrs, batch_size, orders)
+        bsz = n if batch_size is None else batch_size
         buf = state.buffers(bsz)
         Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state, buf)
         use_order = orders is not None and bsz < n
@@ -245,18 +267,18 @@ class NumbaBackend(Backend):
                             buf.Xb, buf.Yb, As, Gs, dWs, dbs, losses)
         return losses
 
-    def train_many(self, params, activations, loss, X, Y, lrs, factors, batch_size=None,
-                   orders=None):
-        n = X.shape[0]
-        sizes = self._sizes(params)
-        full = batch_size is None or batch_size >= n
-        if (len(lrs) * len(factors) * n < CODEGEN_MIN_WORK or not X.flags.c_contiguous
-                or not self._codegen_ok(sizes, n if full else None)):
-            return super().train_many(params, activations, loss, X, Y, lrs, factors,
-                                      batch_size, orders)
-        if not full:
+    def _epochs_blas(self, state, X, Y, lrs, batch_size, orders):
+        return self._epochs_by_steps(self._step_blas, state, X, Y, lrs, batch_size, orders)
+
+    def _sweep_generated(self, params, activations, loss, X, Y, lrs, factors, batch_size,
+                         orders):
+        """Full batch: blocks of configurations innermost in one generated kernel;
+        mini-batch: the generated mini-batch loop per configuration, prange over them."""
+        if batch_size is not None:
             return self._train_many_minibatch(params, activations, loss, X, Y, lrs, factors,
                                               batch_size, orders)
+        n = X.shape[0]
+        sizes = ModelSpec.of(params, activations, loss).sizes
         from ._numba_codegen import from_blocks, kernel as generated, to_blocks
         dtype = params[0][0].dtype
         C, epochs = len(lrs), len(factors)
@@ -275,16 +297,16 @@ class NumbaBackend(Backend):
             np.copyto(b, from_blocks(bb, C))
         return losses[:C], from_blocks(diverged, C)
 
-    # The base class's sweeps (full batch: first layer one wide GEMM, later layers batched
-    # GEMMs) with their elementwise steps as kernels. They are serial: BLAS's threads still
+    # The engine's stacked sweeps (stacked.py: first layer one wide GEMM, later layers
+    # batched GEMMs) with their elementwise steps as kernels. They are serial: BLAS's threads still
     # spin right after a GEMM, and prange threads next to them halve the speed.
-    def _stacked_output(self, Z, b, YT, activation, loss, values):
+    def stacked_output(self, Z, b, YT, activation, loss, values):
         self.k.many_output(Z, b, YT, _act(activation), _loss(loss), values)
 
-    def _record_epoch(self, values, epoch, losses, diverged):
+    def record_epoch(self, values, epoch, losses, diverged):
         self.k.many_bookkeeping(values, epoch, losses, diverged)
 
-    def _step_many(self, pairs, steps, diverged):
+    def step_many(self, pairs, steps, diverged):
         for P, dP in pairs:
             self.k.many_step(P, dP, steps, diverged)
 
@@ -295,8 +317,8 @@ class NumbaBackend(Backend):
         n = X.shape[0]
         C, epochs = len(lrs), len(factors)
         dtype = params[0][0].dtype
-        kernel = generated("minibatch", self._sizes(params), activations, loss, n, dtype.name,
-                           batch_size)
+        sizes = ModelSpec.of(params, activations, loss).sizes
+        kernel = generated("minibatch", sizes, activations, loss, n, dtype.name, batch_size)
         use_order = orders is not None
         orders = (np.ascontiguousarray(orders, dtype=np.int64) if use_order
                   else np.zeros((C, 1, 1), dtype=np.int64))

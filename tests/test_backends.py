@@ -23,13 +23,30 @@ def test_import_nnkit_imports_neither_numba_nor_cupy():
     assert out.stdout.split() == ["False", "False"], out.stderr
 
 
+def _parameters(fn):
+    """Names, kinds and defaults (annotations live on the base class only)."""
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
 def test_every_backend_keeps_the_base_signatures(backend):
     be = get_backend(backend)
     for name, base_fn in inspect.getmembers(BaseBackend, inspect.isfunction):
         if name.startswith("__"):
             continue
         mine = getattr(type(be), name)
-        assert inspect.signature(mine) == inspect.signature(base_fn), name
+        assert _parameters(mine) == _parameters(base_fn), name
+
+
+def test_every_declared_path_has_its_methods(backend):
+    """Each (path, call) a backend declares has its ``_<call>_<path>`` method, with the
+    reference path's signature."""
+    be = get_backend(backend)
+    prefix = {"step": "_step_", "epochs": "_epochs_", "sweep": "_sweep_"}
+    for path, calls in be.paths.items():
+        for call in calls:
+            method = getattr(be, prefix[call] + path)
+            ref = getattr(BaseBackend, prefix[call] + "reference")
+            assert _parameters(method)[-3:] == _parameters(ref)[-3:], (path, call)
 
 
 def test_unknown_backend_lists_names():
