@@ -496,22 +496,30 @@ class Backend:
         bs = n if batch_size is None else batch_size
         losses = numpy.full((C, epochs), numpy.nan)
         diverged = numpy.full(C, -1, dtype=numpy.int64)
-        for c in range(C):
-            state = TrainState(self, [(W[c], b[c]) for W, b in params], activations, loss)
-            for e in range(epochs):
-                lr = float(lrs[c]) * float(factors[e])
-                order = None if orders is None else self.asarray(orders[c, e])
-                total = 0.0
-                for start in range(0, n, bs):
-                    stop = min(start + bs, n)
-                    Xb, Yb = self.gather_batch(state, X, Y, order, start, stop)
-                    value = float(self.forward_backward(state, Xb, Yb))
-                    total += value * ((stop - start) / n)
-                    if not numpy.isfinite(value):
-                        diverged[c] = e
-                        break
-                    self.sgd_update(state.params, state.buffers(stop - start).grads, lr)
-                losses[c, e] = total
-                if diverged[c] >= 0:
-                    break
+        with numpy.errstate(over="ignore", invalid="ignore"):  # diverging ones overflow
+            for c in range(C):
+                self._train_one_of_many(params, activations, loss, X, Y, lrs, factors, bs,
+                                        orders, c, losses, diverged)
         return losses, diverged
+
+    def _train_one_of_many(self, params, activations, loss, X, Y, lrs, factors, bs, orders,
+                           c, losses, diverged):
+        """Configuration c of a reference sweep: losses[c] and diverged[c] filled in."""
+        n = X.shape[0]
+        state = TrainState(self, [(W[c], b[c]) for W, b in params], activations, loss)
+        for e in range(len(factors)):
+            lr = float(lrs[c]) * float(factors[e])
+            order = None if orders is None else self.asarray(orders[c, e])
+            total = 0.0
+            for start in range(0, n, bs):
+                stop = min(start + bs, n)
+                Xb, Yb = self.gather_batch(state, X, Y, order, start, stop)
+                value = float(self.forward_backward(state, Xb, Yb))
+                total += value * ((stop - start) / n)
+                if not numpy.isfinite(value):  # frozen before this update
+                    diverged[c] = e
+                    break
+                self.sgd_update(state.params, state.buffers(stop - start).grads, lr)
+            losses[c, e] = total
+            if diverged[c] >= 0:
+                return
