@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy
 
@@ -44,6 +45,7 @@ class ModelSpec:
         return cls(sizes, tuple(activations), loss, numpy.dtype(params[0][0].dtype).name)
 
 
+Array = Any  # the backend's own array type (numpy.ndarray, cupy.ndarray, ...)
 CALLS = ("step", "epochs", "sweep")  # the training calls a backend plans a path for
 
 # {backend name: path} forced by Backend.use_path, and the records of the open blocks.
@@ -176,42 +178,42 @@ class Backend:
             _FORCED.reset(forced)
 
     # ----------------------------------------------------------------- arrays
-    def asarray(self, x, dtype=None):
+    def asarray(self, x, dtype=None) -> Array:
         """Copy/convert ``x`` (NumPy or own array) to a C-contiguous backend array."""
         return self.xp.ascontiguousarray(self.xp.asarray(x, dtype=dtype))
 
-    def to_numpy(self, x):
+    def to_numpy(self, x: Array) -> numpy.ndarray:
         """Return ``x`` as a NumPy array (no copy when it already is one)."""
         return numpy.asarray(x)
 
-    def empty(self, shape, dtype):
+    def empty(self, shape: tuple, dtype) -> Array:
         return self.xp.empty(shape, dtype=dtype)
 
-    def zeros(self, shape, dtype):
+    def zeros(self, shape: tuple, dtype) -> Array:
         return self.xp.zeros(shape, dtype=dtype)
 
-    def is_own_array(self, x):
+    def is_own_array(self, x) -> bool:
         """True when ``x`` is an array this backend computes on without conversion."""
         return isinstance(x, numpy.ndarray)
 
-    def device(self):
+    def device(self) -> str:
         """A short description of where this backend computes."""
         return "cpu"
 
-    def synchronize(self):
+    def synchronize(self) -> None:
         """Wait until queued device work is done (a no-op on CPU backends).
         Benchmarks call it before reading a clock."""
 
-    def versions(self):
+    def versions(self) -> dict:
         """Package versions this backend runs on, for ``nnkit info``."""
         return {"numpy": numpy.__version__}
 
-    def info_lines(self):
+    def info_lines(self) -> list:
         """Extra facts for ``nnkit info`` (cache directories and the like)."""
         return []
 
     # ------------------------------------------------------------ activations
-    def activation_forward(self, Z, activation, out=None):
+    def activation_forward(self, Z: Array, activation: str, out: Array | None = None) -> Array:
         """``act(Z)``, elementwise; ``out`` may be ``Z`` itself."""
         xp = self.xp
         if out is None:
@@ -237,13 +239,15 @@ class Backend:
             raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
         return out
 
-    def dense_forward(self, X, W, b, activation, out=None):
+    def dense_forward(self, X: Array, W: Array, b: Array, activation: str,
+                      out: Array | None = None) -> Array:
         """Fused ``act(X @ W + b)``: X (n, i), W (i, o), b (o,) -> (n, o)."""
         out = self.xp.matmul(X, W, out=out)
         out += b
         return self.activation_forward(out, activation, out=out)
 
-    def activation_backward(self, dA, A, activation, out=None):
+    def activation_backward(self, dA: Array, A: Array, activation: str,
+                            out: Array | None = None) -> Array:
         """``dZ = dA * act'(A)``, the derivative taken from the output A.
 
         sigmoid: a(1-a); tanh: 1-a^2; relu: 1 where a > 0 else 0 (so 0 at z = 0);
@@ -274,7 +278,9 @@ class Backend:
             raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
         return out
 
-    def dense_backward(self, dZ, X, W, need_dX=True, dW=None, db=None, dX=None):
+    def dense_backward(self, dZ: Array, X: Array, W: Array, need_dX: bool = True,
+                       dW: Array | None = None, db: Array | None = None,
+                       dX: Array | None = None) -> tuple:
         """``dW = X^T dZ`` (i, o), ``db = sum_rows dZ`` (o,), ``dX = dZ W^T`` (n, i) or None."""
         xp = self.xp
         dW = xp.matmul(X.T, dZ, out=dW)
@@ -286,7 +292,7 @@ class Backend:
         return dW, db, dX
 
     # ------------------------------------------------------------------ losses
-    def loss(self, Yhat, Y, kind, out=None):
+    def loss(self, Yhat: Array, Y: Array, kind: str, out: Array | None = None) -> Array:
         """Mean over samples of the summed per-sample loss, as a 0-d backend value.
 
         ``out`` is an optional scratch array of Yhat's shape (avoids allocation).
@@ -315,7 +321,7 @@ class Backend:
             return total / n
         raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
 
-    def loss_grad(self, Yhat, Y, kind, out=None):
+    def loss_grad(self, Yhat: Array, Y: Array, kind: str, out: Array | None = None) -> Array:
         """d loss / d Yhat, shape (n, o); for binary_crossentropy d loss / d logits."""
         xp = self.xp
         n = Yhat.shape[0]
@@ -333,7 +339,7 @@ class Backend:
             raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
         return out
 
-    def loss_parts(self, kind):
+    def loss_parts(self, kind: str) -> tuple:
         """(term, grad, mean) of loss ``kind`` as array functions rendered from the table:
         ``term(z, y)`` per element, ``grad(z, y, n)``, ``mean(total, n)``; for the
         stacked sweeps, whose arrays are laid out differently from ``loss``'s."""
@@ -350,7 +356,7 @@ class Backend:
                 array_function(math.mean, "total", "n", xp=self.xp, sigmoid=sig))
         return parts
 
-    def sgd_update(self, params, grads, lr):
+    def sgd_update(self, params: list, grads: list, lr: float) -> None:
         """``p -= lr * g`` in place for every (W, b); scales ``grads`` in place."""
         for (W, b), (dW, db) in zip(params, grads):
             dW *= lr
@@ -359,7 +365,7 @@ class Backend:
             b -= db
 
     # ------------------------------------------------------------ composition
-    def forward(self, state, X, buffers=None):
+    def forward(self, state: TrainState, X: Array, buffers=None) -> Array:
         """Forward pass; returns the last layer's kernel output (n, o)."""
         buf = buffers if buffers is not None else state.buffers(X.shape[0])
         inp = X
@@ -367,7 +373,7 @@ class Backend:
             inp = self.dense_forward(inp, W, b, act, out=A)
         return inp
 
-    def forward_backward(self, state, X, Y):
+    def forward_backward(self, state: TrainState, X: Array, Y: Array) -> Array:
         """Loss of (X, Y) and its gradients, left in ``state.buffers(n).grads``."""
         buf = state.buffers(X.shape[0])
         out = self.forward(state, X, buf)
@@ -383,7 +389,7 @@ class Backend:
                                 dX=buf.G[i - 1] if i > 0 else None)
         return loss
 
-    def train_step(self, state: TrainState, X, Y, lr: float):
+    def train_step(self, state: TrainState, X: Array, Y: Array, lr: float) -> Array:
         """One gradient-descent step on the batch X (n, i), Y (n, o); returns the batch
         loss taken before the update, as a 0-d backend value (no host sync)."""
         n = X.shape[0]
@@ -402,8 +408,8 @@ class Backend:
         a closure over prepared kernel arguments (called once per state and size)."""
         return getattr(self, "_step_" + path)
 
-    def train_epochs(self, state: TrainState, X, Y, lrs, batch_size: int | None = None,
-                     orders=None):
+    def train_epochs(self, state: TrainState, X: Array, Y: Array, lrs,
+                     batch_size: int | None = None, orders=None) -> numpy.ndarray:
         """Train ``len(lrs)`` epochs; epoch e uses learning rate ``lrs[e]``.
 
         ``batch_size`` None (or >= n) is full batch. ``orders`` (epochs, n) int
@@ -416,8 +422,8 @@ class Backend:
         path = self._dispatch("epochs", state.spec, n, batch_size, 1, len(lrs))
         return getattr(self, "_epochs_" + path)(state, X, Y, lrs, batch_size, orders)
 
-    def train_many(self, params, activations, loss, X, Y, lrs, factors,
-                   batch_size: int | None = None, orders=None):
+    def train_many(self, params: list, activations, loss: str, X: Array, Y: Array, lrs,
+                   factors, batch_size: int | None = None, orders=None) -> tuple:
         """Train C independent networks of one architecture together.
 
         params: list of (W (C, i, o), b (C, o)) backend arrays, updated in place.
@@ -476,7 +482,8 @@ class Backend:
                 done = e + 1
         return losses
 
-    def gather_batch(self, state, X, Y, order, start, stop):
+    def gather_batch(self, state: TrainState, X: Array, Y: Array, order, start: int,
+                     stop: int) -> tuple:
         """Rows ``order[start:stop]`` of X (n, i) and Y (n, o) (rows start:stop when
         ``order`` is None), gathered into the state's reusable buffers (no copy for
         in-order rows). Returns (Xb, Yb) of stop - start rows."""
