@@ -32,16 +32,7 @@ _PRELUDE = ("typedef {ctype} T;\n\n"
             .replace("}", "}}") + " }}\n")
 
 
-def _act(act, z="s"):
-    return ACTIVATION_MATH[act].forward(C, z)
-
-
-def _deriv(act, g="g", a="a"):
-    return ACTIVATION_MATH[act].derivative(C, g, a)
-
-
-def _sgd(p, g, lr):
-    return UPDATE_MATH["sgd"].step(C, p, g, lr)
+_act, _deriv, _sgd = C.activation, C.derivative, C.update
 
 
 def _switch(var, target, cases):

@@ -55,6 +55,16 @@ class Dialect:
     def where(self, cond: str, a: str, b: str) -> str:
         return f"({a} if {cond} else {b})"
 
+    # The table's entries in this dialect (the lookups every renderer makes).
+    def activation(self, act: str, z: str = "s") -> str:
+        return ACTIVATION_MATH[act].forward(self, z)
+
+    def derivative(self, act: str, g: str = "g", a: str = "a") -> str:
+        return ACTIVATION_MATH[act].derivative(self, g, a)
+
+    def update(self, p: str, g: str, lr: str, rule: str = "sgd") -> str:
+        return UPDATE_MATH[rule].step(self, p, g, lr)
+
 
 class NumbaGenerated(Dialect):
     """Numba kernels generated for one dtype: ``DT`` is the data type's constructor."""

@@ -43,16 +43,7 @@ DT = np.{dtype}
 G = NumbaGenerated()  # the table's math, spelled for these kernels (DT constants)
 
 
-def _act(act, z="s"):
-    return ACTIVATION_MATH[act].forward(G, z)
-
-
-def _deriv(act, g="g", a="a"):
-    return ACTIVATION_MATH[act].derivative(G, g, a)
-
-
-def _sgd(p, g, lr):
-    return UPDATE_MATH["sgd"].step(G, p, g, lr)
+_act, _deriv, _sgd = G.activation, G.derivative, G.update
 
 
 class _Src:
