@@ -8,25 +8,27 @@ import nnkit
 pytestmark = pytest.mark.gpu
 
 ARCH = [nnkit.Dense(3, 16, "tanh"), nnkit.Dense(16, 8, "sigmoid"), nnkit.Dense(8, 2, "linear")]
+TINY = [nnkit.Dense(3, 2, "tanh"), nnkit.Dense(2, 2, "linear")]  # fits a thread's registers
 
 
-def run(backend, dtype, steps, batch_size=None, shuffle=False, n=64):
-    """n <= 64 rows: the generated one-launch kernels; more: cuBLAS + fused kernels."""
+def run(backend, dtype, steps, batch_size=None, shuffle=False, n=64, arch=ARCH):
+    """ARCH: cuBLAS + fused kernels; TINY on few rows: the generated one-launch kernels."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(n, 3))
     Y = rng.normal(size=(n, 2))
-    net = nnkit.Network(ARCH, loss="mse", dtype=dtype, seed=1, backend=backend)
+    net = nnkit.Network(arch, loss="mse", dtype=dtype, seed=1, backend=backend)
     per_epoch = 1 if batch_size is None else -(-n // batch_size)
     hist = net.fit(X, Y, epochs=steps // per_epoch, lr=0.05, batch_size=batch_size,
                    shuffle=shuffle)
     return np.array(hist.loss), net
 
 
-@pytest.mark.parametrize("batch_size,shuffle,n", [(None, False, 64), (None, False, 200),
-                                                  (16, True, 64)])
-def test_float64_parity_1000_steps(batch_size, shuffle, n):
-    ref, ref_net = run("numpy", "float64", 1000, batch_size, shuffle, n)
-    got, net = run("cupy", "float64", 1000, batch_size, shuffle, n)
+@pytest.mark.parametrize("batch_size,shuffle,n,arch", [
+    (None, False, 4, TINY), (None, False, 64, ARCH), (None, False, 200, ARCH),
+    (16, True, 64, ARCH)])
+def test_float64_parity_1000_steps(batch_size, shuffle, n, arch):
+    ref, ref_net = run("numpy", "float64", 1000, batch_size, shuffle, n, arch)
+    got, net = run("cupy", "float64", 1000, batch_size, shuffle, n, arch)
     np.testing.assert_allclose(got, ref, rtol=1e-9)
     for (W, b), (rW, rb) in zip(net.get_params(), ref_net.get_params()):
         np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
@@ -64,13 +66,13 @@ def test_no_host_synchronisation_inside_a_step(n):
 
 def test_fused_kernels_are_built_once():
     run("cupy", "float32", 5, n=200)
-    run("cupy", "float32", 5, n=64)
+    run("cupy", "float32", 5, n=4, arch=TINY)
     be = nnkit.get_backend("cupy")
     kernels = dict(be._kernels)
     assert {"nnkit_act", "nnkit_act_backward", "nnkit_sgd"} <= set(kernels)
     assert any(isinstance(k, tuple) and k[0] == "nnkit_fit" for k in kernels)
     run("cupy", "float32", 5, n=200)
-    run("cupy", "float32", 5, n=64)
+    run("cupy", "float32", 5, n=4, arch=TINY)
     assert dict(be._kernels).keys() == kernels.keys()
     assert all(be._kernels[k] is v for k, v in kernels.items())
 
