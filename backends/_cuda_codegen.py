@@ -81,7 +81,12 @@ def _body(sizes, acts, loss, n, on_bad, lr_expr):
     w("        double total = 0.0;")
     w(f"        for (int t = 0; t < {n * m}; ++t) {{")
     w(f"            const T z = {last}[t], y = Y[t];")
-    term, grad = LOSS_MATH[loss].term(C, "z", "y"), LOSS_MATH[loss].grad(C, "z", "y", str(n))
+    math = LOSS_MATH[loss]
+    dr = None
+    if math.residual is not None:  # the subexpression term and gradient share
+        w(f"            const T dr = {math.residual(C, 'z', 'y')};")
+        dr = "dr"
+    term, grad = math.term(C, "z", "y", dr), math.grad(C, "z", "y", str(n), dr)
     w(f"            total += {term};")
     w(f"            G{L - 1}[t] = {grad};")
     w("        }")

@@ -125,9 +125,20 @@ class Activation:
 
 @dataclass(frozen=True)
 class Loss:
-    term: Expr         # (d, z, y) -> one output's contribution to the summed loss
-    grad: Expr         # (d, z, y, n) -> d loss / d z for a batch of n rows
+    term_of: Expr      # (d, z, y, r) -> one output's contribution to the summed loss
+    grad_of: Expr      # (d, z, y, r, n) -> d loss / d z for a batch of n rows
     mean: Expr         # (d, total, n) -> the loss from the summed terms of n rows
+    residual: Expr | None = None  # (d, z, y) -> a subexpression r both may share
+
+    def term(self, d, z, y, r=None):
+        """The term, with the residual inline unless ``r`` names it."""
+        return self.term_of(d, z, y, r or self.inline_residual(d, z, y))
+
+    def grad(self, d, z, y, n, r=None):
+        return self.grad_of(d, z, y, r or self.inline_residual(d, z, y), n)
+
+    def inline_residual(self, d, z, y):
+        return None if self.residual is None else f"({self.residual(d, z, y)})"
 
 
 @dataclass(frozen=True)
@@ -168,16 +179,18 @@ ACTIVATION_MATH = {
 }
 
 LOSS_MATH = {
-    "squared_error": Loss(lambda d, z, y: f"({z} - {y}) * ({z} - {y})",
-                          lambda d, z, y, n: f"({z} - {y}) / {d.cast(n)}",
-                          lambda d, total, n: f"{total} / (2 * {n})"),
-    "mse": Loss(lambda d, z, y: f"({z} - {y}) * ({z} - {y})",
-                lambda d, z, y, n: f"({z} - {y}) * {d.cast(f'2.0 / {n}')}",
-                lambda d, total, n: f"{total} / {n}"),
+    "squared_error": Loss(lambda d, z, y, r: f"{r} * {r}",
+                          lambda d, z, y, r, n: f"{r} / {d.cast(n)}",
+                          lambda d, total, n: f"{total} / (2 * {n})",
+                          residual=lambda d, z, y: f"{z} - {y}"),
+    "mse": Loss(lambda d, z, y, r: f"{r} * {r}",
+                lambda d, z, y, r, n: f"{r} * {d.cast(f'2.0 / {n}')}",
+                lambda d, total, n: f"{total} / {n}",
+                residual=lambda d, z, y: f"{z} - {y}"),
     # On logits; the gradient with respect to the logit is sigmoid(z) - y.
     "binary_crossentropy": Loss(
-        lambda d, z, y: _bce_term(d, z, y),
-        lambda d, z, y, n: f"({d.call('sigmoid', z)} - {y}) / {d.cast(n)}",
+        lambda d, z, y, r: _bce_term(d, z, y),
+        lambda d, z, y, r, n: f"({d.call('sigmoid', z)} - {y}) / {d.cast(n)}",
         lambda d, total, n: f"{total} / {n}"),
 }
 
@@ -198,6 +211,19 @@ def array_function(expr, *args, xp, sigmoid):
     ``xp`` (NumPy or CuPy); ``sigmoid`` is the backend's array sigmoid."""
     source = f"lambda {', '.join(args)}: {expr(Numpy(), *args)}"
     return eval(source, {"np": xp, "sigmoid": sigmoid})  # noqa: S307 - our own table
+
+
+def loss_array_functions(kind, xp, sigmoid):
+    """``(term_and_grad(z, y, n) -> (terms, grad), mean(total, n))`` of loss ``kind`` on
+    arrays, the shared residual computed once."""
+    loss, d = LOSS_MATH[kind], Numpy()
+    r = "r" if loss.residual is not None else None
+    body = f"({loss.term(d, 'z', 'y', r)}, {loss.grad(d, 'z', 'y', 'n', r)})"
+    if r is not None:
+        body = f"(lambda r: {body})({loss.residual(d, 'z', 'y')})"
+    namespace = {"np": xp, "sigmoid": sigmoid}
+    return (eval(f"lambda z, y, n: {body}", namespace),  # noqa: S307 - our own table
+            eval(f"lambda total, n: {loss.mean(d, 'total', 'n')}", namespace))  # noqa: S307
 
 
 def code_name(name):

@@ -46,6 +46,15 @@ G = NumbaGenerated()  # the table's math, spelled for these kernels (DT constant
 _act, _deriv, _sgd = G.activation, G.derivative, G.update
 
 
+def _residual_line(w, loss):
+    """``dr = <residual>`` where the loss's term and gradient share one; its name or None."""
+    residual = LOSS_MATH[loss].residual
+    if residual is None:
+        return None
+    w(f"dr = {residual(G, 'z', 'y')}")
+    return "dr"
+
+
 class _Src:
     def __init__(self):
         self.lines = []
@@ -94,8 +103,9 @@ def _step_lines(w, sizes, acts, loss, rows, xin, yin, on_bad):
     w.block(f"for r in range({rows}):").block(f"for j in range({sizes[-1]}):")
     w(f"z = A{L - 1}[r, j]")
     w(f"y = {yin}[r, j]")
-    w(f"total += {LOSS_MATH[loss].term(G, 'z', 'y')}")
-    w(f"G{L - 1}[r, j] = {LOSS_MATH[loss].grad(G, 'z', 'y', rows)}")
+    dr = _residual_line(w, loss)
+    w(f"total += {LOSS_MATH[loss].term(G, 'z', 'y', dr)}")
+    w(f"G{L - 1}[r, j] = {LOSS_MATH[loss].grad(G, 'z', 'y', rows, dr)}")
     w.end(2)
     w(f"loss = {LOSS_MATH[loss].mean(G, 'total', rows)}")
     w.block("if not np.isfinite(loss):")
@@ -236,8 +246,9 @@ def _many_source(sizes, acts, loss, n, block):
     w.block(f"for r in range({n}):").block(f"for j in range({sizes[-1]}):")
     w("y = Y[r, j]")
     w.block(f"for c in range({B}):")(f"z = A{L - 1}[r, j, c]")
-    w(f"total[c] += {LOSS_MATH[loss].term(G, 'z', 'y')}")
-    w(f"G{L - 1}[r, j, c] = {LOSS_MATH[loss].grad(G, 'z', 'y', str(n))}")
+    dr = _residual_line(w, loss)
+    w(f"total[c] += {LOSS_MATH[loss].term(G, 'z', 'y', dr)}")
+    w(f"G{L - 1}[r, j, c] = {LOSS_MATH[loss].grad(G, 'z', 'y', str(n), dr)}")
     w.end(3)
     w.block(f"for c in range({B}):")
     w(f"v = {LOSS_MATH[loss].mean(G, 'total[c]', str(n))}")

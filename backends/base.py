@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy
 
-from ._math import (ACTIVATIONS, LOSS_MATH, LOSSES, array_function)
+from ._math import ACTIVATIONS, LOSS_MATH, LOSSES, loss_array_functions
 
 
 @dataclass(frozen=True)
@@ -340,20 +340,17 @@ class Backend:
         return out
 
     def loss_parts(self, kind: str) -> tuple:
-        """(term, grad, mean) of loss ``kind`` as array functions rendered from the table:
-        ``term(z, y)`` per element, ``grad(z, y, n)``, ``mean(total, n)``; for the
-        stacked sweeps, whose arrays are laid out differently from ``loss``'s."""
+        """``(term_and_grad, mean)`` of loss ``kind`` as array functions rendered from the
+        table: ``term_and_grad(z, y, n)`` gives the per-element terms and d loss / d z
+        for n rows, ``mean(total, n)`` the loss; for the stacked sweeps, whose arrays are
+        laid out differently from ``loss``'s."""
         cache = self.__dict__.setdefault("_loss_parts", {})
         parts = cache.get(kind)
         if parts is None:
             if kind not in LOSS_MATH:
                 raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
-            math = LOSS_MATH[kind]
-            sig = lambda Z: self.activation_forward(Z, "sigmoid")  # noqa: E731
-            parts = cache[kind] = (
-                array_function(math.term, "z", "y", xp=self.xp, sigmoid=sig),
-                array_function(math.grad, "z", "y", "n", xp=self.xp, sigmoid=sig),
-                array_function(math.mean, "total", "n", xp=self.xp, sigmoid=sig))
+            parts = cache[kind] = loss_array_functions(
+                kind, self.xp, lambda Z: self.activation_forward(Z, "sigmoid"))
         return parts
 
     def sgd_update(self, params: list, grads: list, lr: float) -> None:

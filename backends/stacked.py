@@ -76,9 +76,9 @@ class StackedSweeps:
             inputs.append(self.dense_forward(inputs[-1], W, b[:, None, :], act))
         out = inputs[-1]
         nb = out.shape[-2]
-        term, grad, mean = self.loss_parts(loss)
-        value = mean(xp.sum(term(out, Y), axis=(-2, -1)), nb)
-        G = grad(out, Y, nb)
+        term_and_grad, mean = self.loss_parts(loss)
+        terms, G = term_and_grad(out, Y, nb)
+        value = mean(xp.sum(terms, axis=(-2, -1)), nb)
         grads = [None] * len(params)
         for i in range(len(params) - 1, -1, -1):
             dZ = self.activation_backward(G, inputs[i + 1], activations[i])
@@ -157,9 +157,9 @@ class StackedSweeps:
         Z += b[:, :, None]
         flat = Z.reshape(-1, n)
         self.activation_forward(flat, activation, out=flat)
-        term, grad, mean = self.loss_parts(loss)
-        values[...] = mean(xp.sum(term(Z, YT), axis=(1, 2)), n)
-        G = grad(Z, YT, n)
+        term_and_grad, mean = self.loss_parts(loss)
+        terms, G = term_and_grad(Z, YT, n)
+        values[...] = mean(xp.sum(terms, axis=(1, 2)), n)
         self.activation_backward(G.reshape(-1, n), flat, activation, out=flat)
 
     def record_epoch(self, values, epoch, losses, diverged):

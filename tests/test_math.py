@@ -49,7 +49,11 @@ def test_generated_sources_render_every_entry(act, loss):
         for src in sources:
             assert ACTIVATION_MATH[act].forward(d, "s") in src
             assert ACTIVATION_MATH[act].derivative(d, "g", "a") in src
-            assert LOSS_MATH[loss].term(d, "z", "y") in src
+            residual = LOSS_MATH[loss].residual
+            dr = None if residual is None else "dr"
+            if dr:
+                assert f"dr = {residual(d, 'z', 'y')}" in src
+            assert LOSS_MATH[loss].term(d, "z", "y", dr) in src
             assert UPDATE_MATH["sgd"].step(d, "p", "g", "lr").split(" ")[1] in src
 
 
