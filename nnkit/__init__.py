@@ -5,7 +5,7 @@ Importing nnkit imports neither numba nor cupy and compiles nothing.
 from . import datasets
 from .backends import BackendUnavailableError, available_backends
 from .config import get_backend, use_backend
-from .errors import TrainingDiverged
+from .errors import TrainingDiverged, TrainingInterrupted
 from .gradcheck import gradcheck
 from .history import History
 from .io import load, save
@@ -17,7 +17,8 @@ from .sweep import SweepResult, sweep
 __version__ = "0.1.0"
 
 __all__ = ["Network", "Dense", "History", "gradcheck", "use_backend", "get_backend",
-           "available_backends", "BackendUnavailableError", "TrainingDiverged", "save", "load",
+           "available_backends", "BackendUnavailableError", "TrainingDiverged",
+           "TrainingInterrupted", "save", "load",
            "sweep", "SweepResult",
            "datasets", "Schedule", "Constant", "StepDecay",
            "Exponential", "InverseTime", "__version__"]

@@ -1,7 +1,7 @@
 """Exceptions users can catch."""
 from .backends import BackendUnavailableError
 
-__all__ = ["BackendUnavailableError", "TrainingDiverged"]
+__all__ = ["BackendUnavailableError", "TrainingDiverged", "TrainingInterrupted"]
 
 
 class TrainingDiverged(ArithmeticError):
@@ -20,3 +20,17 @@ class TrainingDiverged(ArithmeticError):
         super().__init__(
             f"training diverged at epoch {epoch}: the loss is not finite "
             f"(last finite loss: {last}); try a smaller learning rate")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C, SIGINT) between epochs.
+
+    Attributes: ``epoch`` (number of whole epochs trained in this ``fit``) and
+    ``history`` (the History so far). The network keeps the parameters of its last
+    whole epoch. A ``KeyboardInterrupt``, so code that does not know it still stops.
+    """
+
+    def __init__(self, epoch, history):
+        self.epoch = epoch
+        self.history = history
+        super().__init__(f"training interrupted after {epoch} whole epochs")
