@@ -1,19 +1,23 @@
 """``Network``: layers + loss + dtype + seed on one backend, and the one training loop."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .backends import LOSSES, TrainState
 from .config import get_backend
-from .errors import TrainingDiverged
+from .errors import TrainingDiverged, TrainingInterrupted
 from .history import History
 from .layers import Dense
-from .schedules import get_schedule
-from .validation import (as_host_2d, check_choice, check_dtype, check_positive_float,
-                         check_positive_int, check_same_rows)
+from .schedules import get_schedule, learning_rates
+from .validation import (as_host_2d, check_choice, check_dtype, check_epochs,
+                         check_positive_float, check_positive_int, check_real, check_same_rows,
+                         check_unit_interval)
 
 # Mini-batch sample orders are passed to the backend in blocks of at most this many ints.
 _MAX_ORDER_INTS = 1 << 22
+_RATES_UP_FRONT = 1 << 20
 
 
 class Network:
@@ -160,6 +164,8 @@ class Network:
         Y = as_host_2d("Y", Y, self.n_outputs, self.backend, self.dtype,
                        allow_1d_column=self.n_outputs == 1)
         check_same_rows(X, Y)
+        if self.loss == "binary_crossentropy":
+            check_unit_interval("Y", Y, self.backend, "binary_crossentropy targets")
         return X, Y
 
     # ------------------------------------------------------------- inference
@@ -222,15 +228,21 @@ class Network:
         monitored loss (val_loss if any, else loss) stops improving;
         restore_best restores the best weights at the end either way.
         trace=N prints every layer's values for the first N updates.
-        Raises TrainingDiverged (network keeps its last finite parameters).
+        Raises TrainingDiverged: the network keeps the parameters at which the last
+        finite epoch loss was measured (full batch: ``evaluate`` then gives
+        ``last_finite_loss``). Raises TrainingInterrupted (a KeyboardInterrupt) on Ctrl-C:
+        the network keeps the parameters of the last epoch in the history; compiled runs
+        are cut into slices of about 0.2 s so an interrupt is honoured within 0.5 s.
+        ``epochs`` is at most 10**9.
         """
-        epochs = check_positive_int("epochs", epochs)
+        epochs = check_epochs(epochs)
         lr = check_positive_float("lr", lr)
         if batch_size is not None:
             batch_size = check_positive_int("batch_size", batch_size)
         schedule = get_schedule(lr_schedule)
         if patience is not None:
             patience = check_positive_int("patience", patience)
+        min_delta = check_real("min_delta", min_delta, minimum=0.0)
         X, Y = self.prepare(X, Y)
         val = None
         if validation_split is not None:
@@ -245,25 +257,34 @@ class Network:
         n = X.shape[0]
         if batch_size is not None and batch_size >= n:
             batch_size = None
-        lrs = schedule.rates(lr, epochs)
-        if not np.all(np.isfinite(lrs)) or np.any(lrs <= 0):
-            raise ValueError("lr_schedule: produced a non-positive or non-finite learning rate")
+        # Rates are checked up front for the first _RATES_UP_FRONT epochs (all of them in any
+        # but enormous runs), later ones slice by slice before the slice runs.
+        head = learning_rates(schedule, lr, min(epochs, _RATES_UP_FRONT))
+
+        def rates(start, k):
+            if start + k <= len(head):
+                return head[start:start + k]
+            return learning_rates(schedule, lr, k, start)
         hist = History()
         per_epoch = (val is not None or callback is not None or patience is not None
                      or restore_best)
         done = 0
         if trace:
             from .trace import run_traced
-            done = run_traced(self, X, Y, lrs, batch_size, check_positive_int("trace", trace),
+            done = run_traced(self, X, Y, head, batch_size, check_positive_int("trace", trace),
                               hist, shuffle=shuffle)
         bar = _progress_bar(progress, epochs, initial=done)
         best = (np.inf, None, None)  # (monitored loss, epoch, params)
         wait = 0
-        chunk = _chunk_size(epochs, n, batch_size, per_epoch, bar is not None)
+        slicer = _Slicer(self.spec, n, epochs, batch_size, per_epoch, bar is not None)
+        previous = None  # the last chunk run: (its start snapshot, lrs, orders)
         try:
             while done < epochs:
-                k = min(chunk, epochs - done)
-                self._run_chunk(X, Y, lrs[done:done + k], batch_size, shuffle, hist, done)
+                k = slicer.next_chunk(epochs - done)
+                t0 = time.perf_counter()
+                previous = self._run_chunk(X, Y, rates(done, k), batch_size, shuffle, hist,
+                                           done, previous)
+                slicer.record(k, time.perf_counter() - t0)
                 done += k
                 if bar is not None:
                     bar.update(k)
@@ -285,6 +306,10 @@ class Network:
                     if patience is not None and wait >= patience:
                         hist.stopped_epoch = done - 1
                         break
+        except KeyboardInterrupt as exc:  # between slices (inside one: _run_chunk)
+            if isinstance(exc, TrainingInterrupted):
+                raise
+            raise TrainingInterrupted(len(hist.loss), hist) from None
         finally:
             if bar is not None:
                 bar.close()
@@ -293,48 +318,61 @@ class Network:
             hist.best_epoch = best[1]
         return hist
 
-    def _run_chunk(self, X, Y, lrs, batch_size, shuffle, hist, start_epoch):
-        """Run len(lrs) epochs through the backend; on divergence keep the last finite params."""
+    def _run_chunk(self, X, Y, lrs, batch_size, shuffle, hist, start_epoch, previous):
+        """Run len(lrs) epochs through the backend and record them in ``hist``; returns
+        (start snapshot, lrs, orders) of this chunk for the next one. On divergence see
+        ``_keep_last_finite``; on Ctrl-C the parameters go back to the chunk's start."""
         n = X.shape[0]
         orders = None
         if batch_size is not None and shuffle:
             orders = np.stack([self.shuffle_order(n) for _ in range(len(lrs))])
             orders = self.backend.asarray(orders)
         snapshot = self._snapshot()
-        # A diverging run overflows on the way; it is reported as TrainingDiverged below.
-        with np.errstate(over="ignore", invalid="ignore"):
-            losses = self.backend.train_epochs(self._state, X, Y, lrs, batch_size, orders)
+        try:
+            # A diverging run overflows on the way; it is reported as TrainingDiverged.
+            with np.errstate(over="ignore", invalid="ignore"):
+                losses = self.backend.train_epochs(self._state, X, Y, lrs, batch_size, orders)
+            finite = np.isfinite(losses)
+            if finite.all() and self._params_finite():
+                hist.extend(losses, lrs)
+                return snapshot, lrs, orders
+        except KeyboardInterrupt:
+            if len(hist.loss) == start_epoch:  # this chunk is not in the history
+                self._restore(snapshot)
+            raise TrainingInterrupted(len(hist.loss), hist) from None
+        self._keep_last_finite(X, Y, lrs, batch_size, orders, losses, snapshot, previous,
+                               hist, start_epoch)
+
+    def _keep_last_finite(self, X, Y, lrs, batch_size, orders, losses, snapshot, previous,
+                          hist, start_epoch):
+        """After a diverged chunk: go back to the parameters at which the last finite
+        epoch loss was measured (the start of that epoch), by re-running the chunk (or
+        the previous one) from its snapshot on the same path; raise TrainingDiverged."""
         finite = np.isfinite(losses)
-        if finite.all() and self._params_finite():
-            hist.extend(losses, lrs)
-            return
-        # Slow path, only on divergence: replay the chunk step by step from the snapshot.
-        self._restore(snapshot)
-        bad = int(np.argmin(finite)) if not finite.all() else len(lrs) - 1
-        hist.extend(losses[:bad], lrs[:bad])
+        bad = int(np.argmin(finite)) if not finite.all() else len(lrs)  # len: params blew up
+        keep = bad - 1  # the chunk's last epoch with a finite loss
+        if keep >= 0:
+            hist.extend(losses[:keep + 1], lrs[:keep + 1])
+            self._rerun(snapshot, X, Y, lrs, keep, batch_size, orders)
+        elif previous is not None:  # the chunk's first epoch: the previous chunk's last
+            p_snapshot, p_lrs, p_orders = previous
+            self._rerun(p_snapshot, X, Y, p_lrs, len(p_lrs) - 1, batch_size, p_orders)
+        else:
+            self._restore(snapshot)  # epoch 0: the initial parameters
         last = hist.loss[-1] if hist.loss else None
-        with np.errstate(over="ignore", invalid="ignore"):
-            if bad > 0:
-                self.backend.train_epochs(self._state, X, Y, lrs[:bad], batch_size,
-                                          None if orders is None else orders[:bad])
-            self._replay_epoch_carefully(X, Y, float(lrs[bad]), batch_size,
-                                         None if orders is None else orders[bad])
         raise TrainingDiverged(start_epoch + bad, last, hist)
 
-    def _replay_epoch_carefully(self, X, Y, lr, batch_size, order):
-        """Step through one epoch, stopping before the first non-finite loss or params."""
+    def _rerun(self, snapshot, X, Y, lrs, k, batch_size, orders):
+        """Restore ``snapshot`` and re-run the first k of ``lrs``'s epochs on the path the
+        whole run took (so the parameters are those it passed through, to the bit)."""
+        self._restore(snapshot)
+        if k == 0:
+            return
         be = self.backend
-        n = X.shape[0]
-        bs = n if batch_size is None else batch_size
-        before = self._snapshot()
-        for start in range(0, n, bs):
-            stop = min(start + bs, n)
-            Xb, Yb = be.gather_batch(self._state, X, Y, order, start, stop)
-            loss = float(be.to_numpy(be.train_step(self._state, Xb, Yb, lr)))
-            if not np.isfinite(loss) or not self._params_finite():
-                self._restore(before)
-                return
-            before = self._snapshot()
+        path = be.plan("epochs", self.spec, X.shape[0], batch_size, 1, len(lrs))
+        with np.errstate(over="ignore", invalid="ignore"), be.use_path(path):
+            be.train_epochs(self._state, X, Y, lrs[:k], batch_size,
+                            None if orders is None else orders[:k])
 
 
 def _split(X, Y, fraction):
@@ -350,15 +388,30 @@ def _split(X, Y, fraction):
     return X[:n - n_val], Y[:n - n_val], (X[n - n_val:], Y[n - n_val:])
 
 
-def _chunk_size(epochs, n, batch_size, per_epoch, progress):
-    if per_epoch:
-        return 1
-    chunk = epochs
-    if progress:
-        chunk = max(1, epochs // 100)
-    if batch_size is not None:
-        chunk = min(chunk, max(1, _MAX_ORDER_INTS // n))
-    return chunk
+class _Slicer:
+    """Epochs per backend call. A compiled backend runs a whole call without returning to
+    Python, where Ctrl-C is handled, so long runs are cut into slices of about
+    ``TARGET_S`` seconds: the first sized by a deliberately slow estimate of an epoch,
+    the next ones by the measured time (growing at most 8x per slice)."""
+
+    TARGET_S = 0.2
+
+    def __init__(self, spec, n, epochs, batch_size, per_epoch, progress):
+        self.per_epoch = per_epoch
+        self.cap = epochs if not progress else max(1, epochs // 100)
+        if batch_size is not None:  # bounds the host memory of the sample orders
+            self.cap = min(self.cap, max(1, _MAX_ORDER_INTS // n))
+        flops = 6 * n * spec.weights + 50 * n * sum(spec.sizes[1:])
+        self.epoch_s = flops / 0.5e9  # 0.5 GFLOP/s: slower than any compiled path here
+
+    def next_chunk(self, remaining):
+        if self.per_epoch:
+            return 1
+        return max(1, min(remaining, self.cap, int(self.TARGET_S / self.epoch_s)))
+
+    def record(self, epochs, seconds):
+        if epochs > 0 and seconds > 0:
+            self.epoch_s = max(seconds / epochs, self.epoch_s / 8)
 
 
 def _progress_bar(progress, total, initial=0):

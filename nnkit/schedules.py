@@ -5,6 +5,8 @@ on the host for all epochs up front, so fused backends apply it inside their loo
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .validation import check_positive_float, check_positive_int
@@ -80,11 +82,32 @@ class _Callable(Schedule):
         self.fn = fn
 
     def factor(self, e):
-        return np.asarray([float(self.fn(int(k))) for k in e], dtype=np.float64)
+        out = np.empty(len(e), dtype=np.float64)
+        for i, k in enumerate(e):
+            value = self.fn(int(k))
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise TypeError(f"lr_schedule: the callable returned {value!r} for epoch "
+                                f"{int(k)}; expected a real number (the factor of lr)")
+            out[i] = float(value)
+        return out
 
 
 SCHEDULES = {"constant": Constant, "step": StepDecay, "exponential": Exponential,
              "inverse_time": InverseTime}
+
+
+def learning_rates(schedule, lr, epochs, start=0):
+    """``schedule``'s rates for ``epochs`` epochs from ``start`` at base rate ``lr``
+    (float64), checked: every rate finite and > 0 (ValueError naming lr_schedule)."""
+    schedule = get_schedule(schedule)
+    if type(schedule) is Constant:  # the common case: nothing to check beyond lr itself
+        return np.full(epochs, float(lr))
+    rates = schedule.rates(lr, epochs, start)
+    if not (np.isfinite(rates).all() and (rates > 0).all()):
+        e = int(np.argmax(~(np.isfinite(rates) & (rates > 0))))
+        raise ValueError(f"lr_schedule: gives the learning rate {rates[e]!r} at epoch "
+                         f"{start + e}; every rate must be finite and > 0")
+    return rates
 
 
 def get_schedule(spec):

@@ -6,12 +6,14 @@ import numbers
 import numpy as np
 
 DTYPES = ("float32", "float64")
+MAX_EPOCHS = 10**9  # documented upper bound of ``epochs`` (fit, sweep, the CLI)
 
 
 def check_dtype(dtype):
-    """Normalise ``dtype`` to 'float32' or 'float64'."""
+    """Normalise ``dtype`` to 'float32' or 'float64' (None is not a dtype here, although
+    NumPy reads it as float64)."""
     try:
-        name = np.dtype(dtype).name
+        name = None if dtype is None else np.dtype(dtype).name
     except TypeError:
         name = None
     if name not in DTYPES:
@@ -25,17 +27,40 @@ def check_choice(arg, value, choices):
     return value
 
 
-def check_positive_int(arg, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{arg}: expected an integer >= {minimum}, got {value!r}")
+def check_positive_int(arg, value, minimum=1, maximum=None):
+    """``value`` as an int in [minimum, maximum]; ValueError naming ``arg`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum \
+            or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" + ("" if maximum is None else f" and <= {maximum:,}")
+        raise ValueError(f"{arg}: expected an integer {bound}, got {value!r}")
     return int(value)
 
 
+def check_epochs(value, arg="epochs"):
+    """An epoch count: an int in [1, MAX_EPOCHS]."""
+    return check_positive_int(arg, value, maximum=MAX_EPOCHS)
+
+
+def check_real(arg, value, minimum=None):
+    """``value`` as a finite float (Fraction, Decimal and NumPy scalars are numbers too;
+    bool and str are not); >= minimum if given."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{arg}: expected a real number, got {type(value).__name__} {value!r}")
+    x = float(value)
+    if not np.isfinite(x) or (minimum is not None and x < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{arg}: expected a finite number{bound}, got {value!r}")
+    return x
+
+
 def check_positive_float(arg, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
-            or value <= 0:
+    """``value`` as a finite float > 0 (ValueError naming ``arg`` otherwise)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{arg}: expected a finite number > 0, got {value!r}")
-    return float(value)
+    x = float(value)
+    if not np.isfinite(x) or x <= 0:
+        raise ValueError(f"{arg}: expected a finite number > 0, got {value!r}")
+    return x
 
 
 def as_host_2d(arg, x, n_cols, backend, dtype, allow_1d_column=False):
@@ -44,6 +69,9 @@ def as_host_2d(arg, x, n_cols, backend, dtype, allow_1d_column=False):
     ``x`` may be a NumPy array (or nested list), or an array of ``backend``
     (used without a host copy). Checks: numeric, 2-D (n, n_cols), not empty, finite.
     """
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{arg}: masked arrays are not supported (their masked entries would "
+                        "be used as numbers); fill them (x.filled(value)) or drop those rows")
     if not backend.is_own_array(x) and not isinstance(x, (np.ndarray, list, tuple)) \
             and not np.isscalar(x):
         if hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__"):
@@ -71,7 +99,21 @@ def as_host_2d(arg, x, n_cols, backend, dtype, allow_1d_column=False):
         raise ValueError(f"{arg}: expected shape {expected}, got {x.shape}")
     if x.dtype.kind == "f" and not bool(xp.isfinite(x).all()):
         raise ValueError(f"{arg}: contains NaN or infinite values")
-    return backend.asarray(x, dtype=dtype)
+    with np.errstate(over="ignore"):
+        out = backend.asarray(x, dtype=dtype)
+    if out.dtype != x.dtype and not bool(backend.xp.isfinite(out).all()):
+        raise ValueError(f"{arg}: values up to {float(abs(x).max()):.3g} do not fit the "
+                         f"network's dtype {np.dtype(dtype).name} (they become infinite); "
+                         "scale the data or use dtype='float64'")
+    return out
+
+
+def check_unit_interval(arg, Y, backend, why):
+    """Every value of the backend array Y in [0, 1] (e.g. binary cross-entropy targets)."""
+    lo, hi = float(backend.to_numpy(Y.min())), float(backend.to_numpy(Y.max()))
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{arg}: {why} need values in [0, 1], got values in [{lo:.6g}, "
+                         f"{hi:.6g}]")
 
 
 def check_same_rows(X, Y):

@@ -1,0 +1,169 @@
+"""fit under hostile conditions (issue 17): Ctrl-C, divergence, arguments without sense.
+Each probe checks the error names the argument and that nothing changed before it."""
+import os
+import signal
+import threading
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import nnkit
+
+from conftest import CPU_BACKENDS
+
+
+def or_net(backend, dtype="float64", seed=0):
+    return nnkit.Network([nnkit.Dense(2, 2, "sigmoid"), nnkit.Dense(2, 1, "sigmoid")],
+                         dtype=dtype, seed=seed, backend=backend)
+
+
+# --- Ctrl-C --------------------------------------------------------------------------
+def interrupt_after(seconds):
+    """SIGINT to this process after ``seconds``; returns a list that gets the send time."""
+    sent = []
+
+    def fire():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+    timer = threading.Timer(seconds, fire)
+    timer.start()
+    return sent, timer
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="POSIX signals")
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_ctrl_c_stops_within_half_a_second_keeping_whole_epochs(backend, batch_size):
+    """A 2-16-16-1 net on 64 rows: one generated numba kernel per call (full batch), the
+    fused kernel (mini-batch); without slices the call would run for minutes."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(64, 2)), rng.uniform(size=(64, 1))
+
+    def make():
+        return nnkit.Network([nnkit.Dense(2, 16, "tanh"), nnkit.Dense(16, 16, "sigmoid"),
+                              nnkit.Dense(16, 1, "sigmoid")], dtype="float64", backend=backend)
+    net = make()
+    net.fit(X, Y, epochs=300, lr=0.05, batch_size=batch_size)  # compile outside the clock
+    start = net.get_params()
+    sent, timer = interrupt_after(0.4)
+    try:
+        with pytest.raises(nnkit.TrainingInterrupted) as info:
+            net.fit(X, Y, epochs=10**7, lr=0.05, batch_size=batch_size, progress=False)
+        caught = time.perf_counter()
+    finally:
+        timer.cancel()
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert caught - sent[0] < 0.5
+    epochs = info.value.epoch
+    assert epochs == len(info.value.history.loss)  # 0 if the first slice was cut short
+    # The parameters are those of exactly `epochs` whole epochs, to the bit.
+    again = make()
+    again.set_params(start)
+    if epochs:
+        again.fit(X, Y, epochs=epochs, lr=0.05, batch_size=batch_size)
+    for (W, b), (W2, b2) in zip(net.get_params(), again.get_params()):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+
+
+# --- divergence ----------------------------------------------------------------------
+def exploding(backend, dtype="float64"):
+    X, Y = nnkit.datasets.or_gate()
+    net = nnkit.Network([nnkit.Dense(2, 3, "relu"), nnkit.Dense(3, 1, "linear")],
+                        loss="mse", dtype=dtype, seed=1, backend=backend)
+    return net, X, Y * 1e3
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("per_epoch", [False, True], ids=["one-call", "callback"])
+def test_diverged_network_keeps_the_parameters_of_its_last_finite_loss(backend, per_epoch):
+    net, X, Y = exploding(backend)
+    callback = (lambda epoch, record: None) if per_epoch else None
+    with pytest.raises(nnkit.TrainingDiverged) as info:
+        net.fit(X, Y, epochs=500, lr=2.0, callback=callback)
+    exc = info.value
+    assert exc.last_finite_loss is not None and exc.epoch == len(exc.history.loss)
+    assert np.isfinite(net.predict(X)).all()
+    assert net.evaluate(X, Y) == pytest.approx(exc.last_finite_loss, rel=1e-9)
+    net.fit(X, Y, epochs=20, lr=1e-7)  # usable: a tiny rate trains on from there
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_diverged_minibatch_network_predicts_finite_values(backend):
+    net, X, Y = exploding(backend)
+    with pytest.raises(nnkit.TrainingDiverged):
+        net.fit(X, Y, epochs=500, lr=2.0, batch_size=2, shuffle=True)
+    assert np.isfinite(net.predict(X)).all()
+    assert np.isfinite(net.evaluate(X, Y))
+
+
+def test_divergence_at_the_first_epoch_keeps_the_initial_parameters():
+    net, X, Y = exploding("numpy")
+    before = net.get_params()
+    with pytest.raises(nnkit.TrainingDiverged) as info:
+        net.fit(X * 1e200, Y * 1e100, epochs=3, lr=1.0)
+    assert info.value.epoch == 0 and info.value.last_finite_loss is None
+    for (W, b), (W0, b0) in zip(net.get_params(), before):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+# --- arguments -----------------------------------------------------------------------
+X4, Y4 = nnkit.datasets.or_gate()
+BAD_FIT = [
+    (dict(epochs=2**63 - 1), ValueError, "epochs: .*<= 1,000,000,000"),
+    (dict(epochs=10**9 + 1), ValueError, "epochs"),
+    (dict(min_delta="x", patience=3), TypeError, "min_delta"),
+    (dict(min_delta=-1.0, patience=3), ValueError, "min_delta"),
+    (dict(lr_schedule=lambda e: "x"), TypeError, "lr_schedule"),
+    (dict(lr_schedule=lambda e: float("nan")), ValueError, "lr_schedule"),
+    (dict(lr_schedule=lambda e: 0.0), ValueError, "lr_schedule"),
+    (dict(lr_schedule=lambda e: -1.0), ValueError, "lr_schedule"),
+    (dict(lr_schedule=lambda e: True), TypeError, "lr_schedule"),
+    (dict(X=np.full((4, 2), 1e39)), ValueError, "X: .*float32"),
+    (dict(Y=np.ma.masked_array(Y4, mask=[[1], [0], [0], [0]])), TypeError, "Y: masked"),
+    (dict(X=np.ma.masked_array(X4)), TypeError, "X: masked"),
+]
+
+
+@pytest.mark.parametrize("kwargs,exc,match", BAD_FIT)
+def test_fit_rejects_before_changing_anything(kwargs, exc, match):
+    net = or_net("numpy", dtype="float32")
+    before = net.get_params()
+    args = dict(X=X4, Y=Y4, epochs=5, lr=0.5)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        net.fit(**args)
+    for (W, b), (W0, b0) in zip(net.get_params(), before):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("targets", [5.0, -1.0])
+def test_binary_crossentropy_targets_must_lie_in_0_1(targets):
+    net = nnkit.Network([nnkit.Dense(2, 1, "sigmoid")], loss="binary_crossentropy")
+    Y = np.full((4, 1), targets)
+    for call in (lambda: net.fit(X4, Y, epochs=3), lambda: net.evaluate(X4, Y),
+                 lambda: net.gradients(X4, Y)):
+        with pytest.raises(ValueError, match=r"Y: binary_crossentropy targets .*\[0, 1\]"):
+            call()
+
+
+def test_exact_fractions_and_numpy_scalars_are_learning_rates():
+    a, b, c = or_net("numpy"), or_net("numpy"), or_net("numpy")
+    h1 = a.fit(X4, Y4, epochs=20, lr=Fraction(1, 2)).loss
+    h2 = b.fit(X4, Y4, epochs=20, lr=np.float32(0.5)).loss
+    h3 = c.fit(X4, Y4, epochs=20, lr=0.5).loss
+    assert h1 == h3 and h2 == h3
+
+
+def test_dtype_none_is_not_float64():
+    with pytest.raises(ValueError, match="dtype"):
+        nnkit.Network([nnkit.Dense(2, 1)], dtype=None)
+
+
+def test_float64_data_that_fits_float32_is_accepted():
+    net = or_net("numpy", dtype="float32")
+    net.fit(np.full((4, 2), 3e38), Y4, epochs=1, lr=1e-40)  # large but finite in float32
