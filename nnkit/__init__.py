@@ -16,6 +16,14 @@ from .sweep import SweepResult, sweep
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    """``nnkit.plot`` on first use: importing nnkit does not import matplotlib."""
+    if name == "plot":
+        import importlib
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = ["Network", "Dense", "History", "gradcheck", "use_backend", "get_backend",
            "available_backends", "BackendUnavailableError", "TrainingDiverged",
            "TrainingInterrupted", "save", "load",

@@ -1,12 +1,54 @@
-"""The ``nnkit`` command: info, train, gradcheck, bench, sweep."""
+"""The ``nnkit`` command: info, train, gradcheck, bench, sweep.
+
+Every error is one line ``nnkit <command>: error: ...`` on stderr: exit code 2 for bad
+arguments, files or backends, 1 when training diverges, 130 when interrupted. Output
+paths and optional packages are checked before any training starts.
+"""
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import tempfile
 import time
 
 import numpy as np
+
+from .backends import ACTIVATIONS, LOSSES, BackendUnavailableError
+from .errors import TrainingDiverged, TrainingInterrupted
+from .schedules import SCHEDULES
+from .validation import DTYPES, MAX_EPOCHS  # MAX_EPOCHS: 10**9, as for fit and sweep
+
+DEFAULT_DTYPE = "float32"  # the same default as nnkit.Network
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that an error is one line on stderr: ``prog: error: message``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def _int_range(lo, hi=None, what="an integer"):
+    """An argparse type: an int in lo..hi, with a message that says so."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            bound = f">= {lo}" if hi is None else f"from {lo} to {hi:,}"
+            raise argparse.ArgumentTypeError(f"expected {what} {bound}, got {text}")
+        return value
+    return parse
+
+
+_epochs = _int_range(1, MAX_EPOCHS, "a number of epochs")
 
 
 def _layers(text):
@@ -21,40 +63,106 @@ def _layers(text):
 
 def _add_model_args(p, default_layers="2,1"):
     p.add_argument("--dataset", default="or",
-                   help="or, and, xor, moons, spirals, or a PATH.csv (default: or)")
-    p.add_argument("--target-cols", type=int, default=1,
+                   help="or, and, xor, moons, spirals, or a PATH.csv (comma-separated numbers, "
+                        "one sample per line, an optional header line; default: or)")
+    p.add_argument("--target-cols", type=_int_range(1), default=1,
                    help="for a CSV: how many last columns are the target (default: 1)")
     p.add_argument("--layers", type=_layers, default=_layers(default_layers),
                    help=f"layer sizes, inputs first (default: {default_layers})")
-    p.add_argument("--activation", default="sigmoid", help="hidden activation (default: sigmoid)")
-    p.add_argument("--output-activation", default="sigmoid",
+    p.add_argument("--activation", default="sigmoid", choices=ACTIVATIONS,
+                   help="hidden activation (default: sigmoid)")
+    p.add_argument("--output-activation", default="sigmoid", choices=ACTIVATIONS,
                    help="output activation (default: sigmoid)")
-    p.add_argument("--loss", default="squared_error",
-                   help="squared_error, mse or binary_crossentropy (default: squared_error)")
+    p.add_argument("--loss", default="squared_error", choices=LOSSES,
+                   help="(default: squared_error)")
     p.add_argument("--backend", default=None,
                    help="numpy, numba, cupy or auto (default: NNKIT_BACKEND, else numpy)")
-    p.add_argument("--dtype", default="float64", help="float32 or float64 (default: float64)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation seed (default: 0)")
+    p.add_argument("--dtype", default=DEFAULT_DTYPE, choices=DTYPES,
+                   help=f"(default: {DEFAULT_DTYPE}, as in the Python API)")
+    p.add_argument("--seed", type=_int_range(0), default=0,
+                   help="initialisation seed (default: 0)")
 
 
-def _build(args):
+# "Selected by NNKIT_BACKEND=cupy (or auto) or backend='cupy'." ends the backends'
+# messages; the CLI says instead which option or variable selected the backend.
+_SELECTED_BY = re.compile(r"\s*Selected by .*?backend='[\w-]+'\.")
+
+
+def _backend(args):
+    """The Backend that --backend (else NNKIT_BACKEND, else numpy) names; an error says
+    which of the two asked for it."""
+    from .config import ENV_VAR, get_backend
+    try:
+        return get_backend(args.backend)
+    except (ValueError, BackendUnavailableError) as exc:
+        source = ("--backend" if args.backend is not None
+                  else f"{ENV_VAR}={os.environ.get(ENV_VAR, '').strip()}")
+        msg = _SELECTED_BY.sub("", str(exc)).removeprefix("backend: ")
+        cls = BackendUnavailableError if isinstance(exc, BackendUnavailableError) else ValueError
+        raise cls(f"{source}: {msg}") from None
+
+
+def _build(args, X=None, Y=None):
+    """The network the arguments describe; with data, check that --layers fits it."""
     import nnkit
     sizes = args.layers
+    if X is not None and (sizes[0] != X.shape[1] or sizes[-1] != Y.shape[1]):
+        raise ValueError(
+            f"--layers {','.join(map(str, sizes))}: the data set has {X.shape[1]} input "
+            f"column(s) and {Y.shape[1]} target column(s), so the first size must be "
+            f"{X.shape[1]} and the last {Y.shape[1]}")
+    backend = _backend(args)
     acts = [args.activation] * (len(sizes) - 2) + [args.output_activation]
     layers = [nnkit.Dense(a, b, act) for a, b, act in zip(sizes[:-1], sizes[1:], acts)]
     return nnkit.Network(layers, loss=args.loss, dtype=args.dtype, seed=args.seed,
-                         backend=args.backend)
+                         backend=backend)
 
 
 def _dataset(args):
+    """(X, Y) of --dataset: a built-in name or a CSV file."""
     from . import datasets
-    if args.dataset.endswith(".csv") or os.path.sep in args.dataset:
-        data = np.loadtxt(args.dataset, delimiter=",", ndmin=2)
-        k = args.target_cols
-        if not 1 <= k < data.shape[1]:
-            raise ValueError(f"--target-cols: expected 1..{data.shape[1] - 1}, got {k}")
-        return data[:, :-k], data[:, -k:]
-    return datasets.load_dataset(args.dataset, seed=args.seed)
+    try:
+        return datasets.load_dataset(args.dataset, seed=args.seed,
+                                     target_cols=args.target_cols)
+    except OSError as exc:
+        raise ValueError(f"--dataset: cannot read {args.dataset!r}: "
+                         f"{exc.strerror or exc}") from None
+    except ValueError as exc:
+        msg = str(exc)
+        for name, option in (("dataset:", "--dataset:"), ("target_cols:", "--target-cols:")):
+            if msg.startswith(name):
+                raise ValueError(option + msg[len(name):]) from None
+        raise ValueError(f"--dataset: {msg}") from None
+
+
+def check_output_path(option, path):
+    """Raise ValueError unless ``path`` can be written: not a folder, in an existing
+    folder this process can create files in. Run before training, not after."""
+    if not path:
+        raise ValueError(f"{option}: expected a file path, got {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"{option}: {path!r} is a folder; expected a file path")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise ValueError(f"{option}: cannot write {path!r}: {folder!r} {what}")
+    try:  # os.access is not enough: root, read-only file systems, ACLs
+        with tempfile.TemporaryFile(dir=folder, prefix=".nnkit-check-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{option}: cannot write in the folder {folder!r}: "
+                         f"{exc.strerror or exc}") from None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"{option}: {path!r} exists and is not writable")
+
+
+def _check_plotting(option):
+    """Raise ValueError now, not after training, when matplotlib cannot be imported."""
+    from .plot import _plt
+    try:
+        _plt()
+    except ImportError as exc:
+        raise ValueError(f"{option}: {exc}") from None
 
 
 def accuracy(Yhat, Y):
@@ -68,7 +176,7 @@ def accuracy(Yhat, Y):
 def cmd_info(args):
     import nnkit
     from .backends import backend_names, backend_status, get_backend
-    from .config import ENV_VAR, backend_name, resolve_auto
+    from .config import DEFAULT, ENV_VAR, resolve_auto
     print(f"nnkit {nnkit.__version__}, Python {sys.version.split()[0]}")
     for name in backend_names():
         ok, why = backend_status(name)
@@ -79,27 +187,55 @@ def cmd_info(args):
             print(f"  {name:<6} usable    {vers}; device: {be.device()}{extra}")
         else:
             print(f"  {name:<6} unusable  {why}")
-    env = os.environ.get(ENV_VAR)
+    raw = os.environ.get(ENV_VAR)
+    env = (raw or "").strip()
     auto, reason = resolve_auto()
-    print(f"{ENV_VAR}={env!r} -> {backend_name() if env != 'auto' else auto}")
+    problem = None
+    if env and env != "auto":
+        if env not in backend_names():
+            problem = f"is not a known backend (expected one of {backend_names() + ['auto']})"
+        else:
+            ok, why = backend_status(env)
+            if not ok:
+                problem = f"names a backend that is unusable here ({why.split(';')[0]})"
+    target = auto if env == "auto" else env or DEFAULT
+    print(f"{ENV_VAR}={raw!r} -> {'nothing usable (see the warning)' if problem else target}")
     print(f"auto -> {auto} ({reason})")
+    if problem:
+        print(f"nnkit info: warning: {ENV_VAR}={raw!r} {problem}; training without --backend "
+              f"fails until it is changed or unset", file=sys.stderr)
     return 0
 
 
 def cmd_train(args):
+    if args.save:
+        check_output_path("--save", args.save)
+    if args.plot:
+        check_output_path("--plot", args.plot)
+        _check_plotting("--plot")
     X, Y = _dataset(args)
-    net = _build(args)
+    net = _build(args, X, Y)
     progress = False if args.quiet else None
     t0 = time.perf_counter()
-    hist = net.fit(X, Y, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                   shuffle=args.batch_size is not None, lr_schedule=args.schedule,
-                   progress=progress, validation_split=args.validation_split,
-                   trace=args.trace)
+    try:
+        hist = net.fit(X, Y, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                       shuffle=args.batch_size is not None, lr_schedule=args.schedule,
+                       progress=progress, validation_split=args.validation_split,
+                       trace=args.trace)
+    except TrainingInterrupted as exc:
+        print(f"nnkit train: interrupted at epoch {exc.epoch}", file=sys.stderr)
+        if args.save:
+            from .io import save
+            save(net, args.save)
+            print(f"nnkit train: saved the model reached (epoch {exc.epoch}) to {args.save}",
+                  file=sys.stderr)
+        return 130
     dt = time.perf_counter() - t0
     Yhat = net.predict(X)
+    epochs = len(hist.loss)
     print(f"backend: {net.backend.name} ({net.backend.device()}), dtype: {net.dtype}")
-    print(f"trained {len(hist.loss)} epochs in {dt:.3f} s ({dt / len(hist.loss) * 1e6:.2f} "
-          f"us/epoch)")
+    print(f"trained {epochs} epochs in {dt:.3f} s "
+          f"({dt / max(epochs, 1) * 1e6:.2f} us/epoch)")
     print(f"final loss: {net.evaluate(X, Y):.6g}  accuracy: {accuracy(Yhat, Y):.3f}")
     if hist.val_loss:
         print(f"final val_loss: {hist.val_loss[-1]:.6g}")
@@ -119,7 +255,7 @@ def cmd_train(args):
 def cmd_gradcheck(args):
     from .gradcheck import gradcheck
     X, Y = _dataset(args)
-    net = _build(args)
+    net = _build(args, X, Y)
     errs = gradcheck(net, X, Y, per_layer=True)
     for i, (ew, eb) in enumerate(errs):
         print(f"layer {i + 1}: max relative error W {ew:.3e}  b {eb:.3e}")
@@ -133,10 +269,14 @@ def _lr_range(text):
     try:
         if ":" in text:
             lo, hi, k = text.split(":")
-            return list(np.geomspace(float(lo), float(hi), int(k)))
+            lo, hi, k = float(lo), float(hi), int(k)
+            if not (0 < lo < np.inf and 0 < hi < np.inf and k >= 1):
+                raise ValueError
+            return list(np.geomspace(lo, hi, k))
         return [float(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LO:HI:COUNT or a comma list, got {text!r}") \
+        raise argparse.ArgumentTypeError(
+            f"expected LO:HI:COUNT (rates > 0, COUNT >= 1) or a comma list, got {text!r}") \
             from None
 
 
@@ -144,13 +284,18 @@ def cmd_sweep(args):
     import json
 
     from .sweep import sweep
+    if args.json:
+        check_output_path("--json", args.json)
+    if args.plot:
+        check_output_path("--plot", args.plot)
+        _check_plotting("--plot")
     X, Y = _dataset(args)
-    net = _build(args)
+    net = _build(args, X, Y)
     t0 = time.perf_counter()
     res = sweep(net, X, Y, lr=args.lr, seed=list(range(args.seed, args.seed + args.seeds)),
                 epochs=args.epochs,
                 batch_size=args.batch_size, shuffle=args.batch_size is not None)
-    dt = time.perf_counter() - t0
+    dt = max(time.perf_counter() - t0, 1e-9)
     n = len(res.configs)
     print(f"backend: {net.backend.name}; {n} configurations x {args.epochs} epochs in "
           f"{dt:.2f} s ({n * args.epochs / dt / 1e6:.3g} M net-epochs/s); "
@@ -170,26 +315,32 @@ def cmd_sweep(args):
     return 0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
+def _parser():
+    from . import __version__
+    from .bench import add_bench_parser
+    parser = _Parser(
         prog="nnkit", description="Fully connected networks trained by gradient descent on "
         "NumPy, Numba or CuPy (NNKIT_BACKEND picks the default backend).")
+    parser.add_argument("--version", action="version", version=f"nnkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("info", help="backends: usable or why not, versions, device")
 
     p = sub.add_parser("train", help="train a network on a dataset")
     _add_model_args(p)
-    p.add_argument("--epochs", type=int, default=5000)
+    p.add_argument("--epochs", type=_epochs, default=5000,
+                   help=f"1 to {MAX_EPOCHS:,} (default: 5000)")
     p.add_argument("--lr", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=None, help="default: full batch")
-    p.add_argument("--schedule", default=None,
-                   help="constant, step, exponential or inverse_time")
+    p.add_argument("--batch-size", type=_int_range(1), default=None,
+                   help="default: full batch")
+    p.add_argument("--schedule", default=None, choices=tuple(SCHEDULES),
+                   help="(default: constant)")
     p.add_argument("--validation-split", type=float, default=None)
     p.add_argument("--save", default=None, help="write the trained network (.npz)")
     p.add_argument("--plot", default=None, help="write a PNG (decision boundary for 2-D data)")
     p.add_argument("--plot-cost", action="store_true", help="plot the cost curve instead")
-    p.add_argument("--trace", type=int, default=None, help="print the first N updates")
+    p.add_argument("--trace", type=_int_range(1), default=None,
+                   help="print the first N updates")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("gradcheck", help="compare gradients with finite differences")
@@ -199,29 +350,50 @@ def main(argv=None):
     _add_model_args(p, default_layers="2,2,1")
     p.add_argument("--lr", type=_lr_range, default=_lr_range("0.01:50:64"),
                    help="LO:HI:COUNT log-spaced, or a comma list (default: 0.01:50:64)")
-    p.add_argument("--seeds", type=int, default=4,
+    p.add_argument("--seeds", type=_int_range(1), default=4,
                    help="how many seeds: --seed .. --seed+N-1 (default: 4)")
-    p.add_argument("--epochs", type=int, default=5000)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--top", type=int, default=5, help="how many best configurations to print")
+    p.add_argument("--epochs", type=_epochs, default=5000,
+                   help=f"1 to {MAX_EPOCHS:,} (default: 5000)")
+    p.add_argument("--batch-size", type=_int_range(1), default=None)
+    p.add_argument("--top", type=_int_range(1), default=5,
+                   help="how many best configurations to print")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None, help="write the learning-rate picture (PNG)")
 
-    from .bench import add_bench_parser
     add_bench_parser(sub)
+    for p in sub.choices.values():
+        p.set_defaults(parser=p)  # so that main reports stray arguments as the command's
+    return parser
 
-    args = parser.parse_args(argv)
+
+def _describe(exc):
+    """One line for an expected error; an OSError names its file."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return _one_line(exc)
+
+
+def main(argv=None):
+    """Run the ``nnkit`` command line; returns the exit code (0 ok, 1 training failed,
+    2 bad usage or input, 130 interrupted)."""
+    try:
+        args, extra = _parser().parse_known_args(argv)
+        if extra:
+            args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # --help, --version, or a one-line argparse error
+        return exc.code if isinstance(exc.code, int) else 0
+    prog = f"nnkit {args.command}"
     handler = {"info": cmd_info, "train": cmd_train, "gradcheck": cmd_gradcheck,
-               "sweep": cmd_sweep}.get(
-        args.command) or args.handler
+               "sweep": cmd_sweep}.get(args.command) or args.handler
     try:
         return handler(args)
-    except (ValueError, TypeError) as exc:
-        print(f"nnkit {args.command}: error: {exc}", file=sys.stderr)
+    except TrainingDiverged as exc:
+        print(f"{prog}: error: {_describe(exc)}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError, BackendUnavailableError) as exc:
+        print(f"{prog}: error: {_describe(exc)}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from .errors import BackendUnavailableError, TrainingDiverged
-        if isinstance(exc, (BackendUnavailableError, TrainingDiverged)):
-            print(f"nnkit {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except KeyboardInterrupt as exc:
+        where = f" at epoch {exc.epoch}" if isinstance(exc, TrainingInterrupted) else ""
+        print(f"{prog}: interrupted{where}", file=sys.stderr)
+        return 130

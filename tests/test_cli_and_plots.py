@@ -84,7 +84,7 @@ def test_trace_numbers_match_seed_001(capsys):
 def test_plots_are_real_pngs(kind, tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib.image
-    from nnkit import plot
+    plot = nnkit.plot  # an attribute, no import of its own needed
     X, Y = nnkit.datasets.or_gate()
     net = nnkit.Network([nnkit.Dense(2, 1, "sigmoid")], dtype="float64")
     hist = net.fit(X, Y, epochs=200, lr=1.0)
@@ -100,6 +100,22 @@ def test_plots_are_real_pngs(kind, tmp_path):
     img = matplotlib.image.imread(path)
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
     assert img[..., :3].std() > 0.01  # not a blank image
+
+
+def test_import_nnkit_imports_no_optional_package_and_plot_is_lazy():
+    code = ("import sys, nnkit\n"
+            "heavy = lambda: [m for m in ('matplotlib', 'numba', 'cupy') if m in sys.modules]\n"
+            "assert heavy() == [], heavy()\n"
+            "plot = nnkit.plot\n"
+            "assert heavy() == [], heavy()\n"
+            "import nnkit.plot\n"
+            "assert plot is sys.modules['nnkit.plot'] and callable(plot.cost_curve)\n"
+            "try:\n    nnkit.no_such_thing\nexcept AttributeError as e:\n    print(e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NNKIT_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "module 'nnkit' has no attribute 'no_such_thing'\n"
 
 
 def test_traced_shuffled_run_equals_untraced(backend, capsys):

@@ -66,7 +66,8 @@ def add_bench_parser(sub):
     p.add_argument("--workloads", default=None,
                    help=f"comma list of {','.join(WORKLOADS)} (default: all; --quick: "
                         f"{','.join(QUICK)})")
-    p.add_argument("--dtype", default=None, help="float32, float64 or both (default: float32)")
+    p.add_argument("--dtype", default=None, choices=("float32", "float64", "both"),
+                   help="(default: float32)")
     p.add_argument("--peers", default="", help="comma list of torch,jax (optional packages)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(handler=cmd_bench)
@@ -74,9 +75,17 @@ def add_bench_parser(sub):
 
 def cmd_bench(args):
     import nnkit
+    from ..cli import check_output_path
+    if args.json:
+        check_output_path("--json", args.json)  # before the minutes of measuring
     backends = args.backends.split(",") if args.backends else nnkit.available_backends()
     for name in backends:
-        nnkit.get_backend(name)  # clear error for unknown/unusable names
+        try:
+            nnkit.get_backend(name)  # clear error for unknown/unusable names
+        except (ValueError, nnkit.BackendUnavailableError) as exc:
+            unusable = isinstance(exc, nnkit.BackendUnavailableError)
+            raise (nnkit.BackendUnavailableError if unusable else ValueError)(
+                f"--backends: {exc}") from None
     workloads = (args.workloads.split(",") if args.workloads
                  else list(QUICK if args.quick else WORKLOADS))
     for wname in workloads:
