@@ -256,10 +256,12 @@ def cmd_gradcheck(args):
     from .gradcheck import gradcheck
     X, Y = _dataset(args)
     net = _build(args, X, Y)
-    errs = gradcheck(net, X, Y, per_layer=True)
-    for i, (ew, eb) in enumerate(errs):
+    res = gradcheck(net, X, Y)
+    for i, (ew, eb) in enumerate(res.per_layer):
         print(f"layer {i + 1}: max relative error W {ew:.3e}  b {eb:.3e}")
-    worst = max(max(e) for e in errs)
+    if res.n_at_kink:
+        print(res.summary())
+    worst = float(res)
     print(f"max relative error: {worst:.3e} ({'ok' if worst < 1e-6 else 'FAILED'})")
     return 0 if worst < 1e-6 else 1
 
@@ -283,6 +285,8 @@ def _lr_range(text):
 def cmd_sweep(args):
     import json
 
+    from .sweep import BLOWUP_FACTOR
+
     from .sweep import sweep
     if args.json:
         check_output_path("--json", args.json)
@@ -299,7 +303,8 @@ def cmd_sweep(args):
     n = len(res.configs)
     print(f"backend: {net.backend.name}; {n} configurations x {args.epochs} epochs in "
           f"{dt:.2f} s ({n * args.epochs / dt / 1e6:.3g} M net-epochs/s); "
-          f"{int(res.diverged.sum())} diverged")
+          f"{int(res.diverged.sum())} diverged, {int(res.blown_up.sum())} blown up (final "
+          f"loss > {BLOWUP_FACTOR:g}x the first)")
     for rank, i in enumerate(res.best(min(args.top, n))):
         c = res.configs[i]
         print(f"  #{rank + 1}: lr {c['lr']:.4g}  seed {c['seed']}  final loss "
@@ -307,7 +312,8 @@ def cmd_sweep(args):
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"configs": res.configs, "final_loss": res.final_loss.tolist(),
-                       "diverged_epoch": res.diverged_epoch.tolist()}, fh, indent=1)
+                       "diverged_epoch": res.diverged_epoch.tolist(),
+                       "blown_up": res.blown_up.tolist()}, fh, indent=1)
     if args.plot:
         from .plot import lr_comparison
         lr_comparison(res).savefig(args.plot, dpi=100)

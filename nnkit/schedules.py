@@ -105,7 +105,7 @@ def learning_rates(schedule, lr, epochs, start=0):
     rates = schedule.rates(lr, epochs, start)
     if not (np.isfinite(rates).all() and (rates > 0).all()):
         e = int(np.argmax(~(np.isfinite(rates) & (rates > 0))))
-        raise ValueError(f"lr_schedule: gives the learning rate {rates[e]!r} at epoch "
+        raise ValueError(f"lr_schedule: gives the learning rate {float(rates[e])!r} at epoch "
                          f"{start + e}; every rate must be finite and > 0")
     return rates
 

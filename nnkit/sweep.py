@@ -3,16 +3,20 @@ in one call, with a leading configuration axis on the backend."""
 from __future__ import annotations
 
 import itertools
+import numbers
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
 from .config import get_backend
-from .schedules import get_schedule
-from .validation import check_positive_int
+from .schedules import learning_rates
+from .validation import check_epochs, check_positive_int
 
 # Configurations are trained in chunks whose arrays fit in about this many bytes.
 MEMORY_BUDGET = 512 * 2 ** 20
+# A configuration whose final loss exceeds its first loss by more than this is blown_up.
+BLOWUP_FACTOR = 10.0
 
 
 @dataclass
@@ -21,9 +25,11 @@ class SweepResult:
 
     configs: list of ``{"lr": ..., "seed": ...}``; loss: (n_configs, epochs) per-epoch
     training loss (NaN after a configuration diverged); diverged_epoch: (n_configs,)
-    epoch of the first non-finite loss, -1 if none; params[i]: configuration i's
-    ``[(W, b), ...]`` as NumPy arrays (diverged ones keep their last finite values);
-    stacked: ``[(W (n_configs, n_in, n_out), b (n_configs, n_out)), ...]``.
+    epoch of the first non-finite loss, -1 if none; diverged: diverged_epoch >= 0;
+    blown_up: (n_configs,) bool, finite throughout but the last loss is more than
+    ``BLOWUP_FACTOR`` (10) times the first (never set where diverged is); params[i]:
+    configuration i's ``[(W, b), ...]`` as NumPy arrays (diverged ones keep their last
+    finite values); stacked: ``[(W (n_configs, n_in, n_out), b (n_configs, n_out)), ...]``.
     """
 
     template: object
@@ -41,6 +47,11 @@ class SweepResult:
         return self.diverged_epoch >= 0
 
     @property
+    def blown_up(self):
+        """Finite, but the last loss exceeds ``BLOWUP_FACTOR`` x the first: a rate too large."""
+        return ~self.diverged & (self.loss[:, -1] > BLOWUP_FACTOR * self.loss[:, 0])
+
+    @property
     def final_loss(self):
         """Last finite-run loss per configuration (inf for diverged ones)."""
         out = self.loss[:, -1].copy()
@@ -48,7 +59,10 @@ class SweepResult:
         return out
 
     def best(self, k=None):
-        """Index of the configuration with the lowest final loss (or the k best, sorted)."""
+        """Index of the configuration with the lowest final loss, or a list of the k best
+        (k an integer >= 1; a k larger than the number of configurations gives them all)."""
+        if k is not None:
+            k = check_positive_int("k", k)
         order = np.argsort(self.final_loss, kind="stable")
         return int(order[0]) if k is None else [int(i) for i in order[:k]]
 
@@ -71,19 +85,24 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     ``.fit(X, Y, epochs, lr, batch_size, shuffle, lr_schedule)`` — NaN/inf stops only
     that configuration. Configurations are processed in chunks of ``chunk_size``
     (default: what fits in about 512 MiB); results do not depend on the chunking.
+
+    Every argument is checked before any training, as ``fit`` checks it: lr a finite
+    real number > 0 (Fraction, Decimal and NumPy scalars too; not bool) or a non-empty
+    list of them; seed an int >= 0 or a non-empty list of them; 1 <= epochs <= 10**9;
+    every epoch's lr x schedule factor finite and > 0.
     """
     from .network import Network
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a template nnkit.Network, got {type(net).__name__}")
     lrs = _rates(lr)
-    seeds = [net.seed] if seed is None else list(np.atleast_1d(seed).tolist())
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ValueError(f"seed: expected integers >= 0, got {s!r}")
-    epochs = check_positive_int("epochs", epochs)
+    seeds = [net.seed] if seed is None else _seeds(seed)
+    epochs = check_epochs(epochs)
     if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size)
-    schedule = get_schedule(lr_schedule)
+    if chunk_size is not None:
+        chunk_size = check_positive_int("chunk_size", chunk_size)
+    factor = _schedule_factors(lr_schedule, epochs)
+    _check_rates(lrs, factor)
     be = get_backend(backend if backend is not None else net.backend)
     work = Network(net.layers, loss=net.loss, dtype=net.dtype, seed=net.seed, backend=be)
     Xd, Yd = work.prepare(X, Y)
@@ -91,10 +110,8 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     if batch_size is not None and batch_size >= n:
         batch_size = None
     configs = [{"lr": a, "seed": s} for s, a in itertools.product(seeds, lrs.tolist())]
-    factor = schedule.rates(1.0, epochs)
     if chunk_size is None:
         chunk_size = max(1, MEMORY_BUDGET // _bytes_per_config(net, n, batch_size))
-    chunk_size = check_positive_int("chunk_size", chunk_size)
     losses, diverged, params = [], [], [[] for _ in net.layers]
     # Initial parameters per seed, stacked (n_seeds, ...), gathered per configuration.
     init = [Network(net.layers, loss=net.loss, dtype=net.dtype, seed=s,
@@ -140,18 +157,83 @@ class _PerConfig:
         return [(W[i], b[i]) for W, b in self._stacked]
 
 
+def _real(value):
+    """``float(value)`` for a real number (int, float, Fraction, Decimal, NumPy scalar or
+    0-d array; not bool), else None. Too large to convert gives inf."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or \
+            not isinstance(value, (numbers.Real, Decimal)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+    except ValueError:  # Decimal('sNaN')
+        return float("nan")
+
+
+def _items(arg, value, what):
+    """``value`` as a non-empty list: a scalar alone, or a flat sequence's items."""
+    if isinstance(value, np.ndarray):
+        if value.ndim > 1:
+            raise ValueError(f"{arg}: expected {what}, got an array of shape {value.shape}")
+        items = list(value.reshape(-1))
+    elif isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        return [value]
+    else:
+        items = list(value)
+    if not items:
+        raise ValueError(f"{arg}: expected {what}, got an empty {type(value).__name__}")
+    return items
+
+
 def _rates(lr):
     """Learning rates as a 1-D float64 array, each finite and > 0 (checked at once)."""
+    what = "a number or a 1-D list of numbers"
+    rates = []
+    for item in _items("lr", lr, what):
+        if isinstance(item, (list, tuple, np.ndarray)):
+            raise ValueError(f"lr: expected {what}, got {lr!r}")
+        value = _real(item)
+        if value is None or not np.isfinite(value) or value <= 0:
+            shown = item if value is None else value
+            raise ValueError(f"lr: expected finite numbers > 0, got {shown!r}")
+        rates.append(value)
+    return np.asarray(rates, dtype=np.float64)
+
+
+def _seeds(seed):
+    """Seeds as a non-empty list of ints >= 0."""
+    seeds = _items("seed", seed, "an integer >= 0 or a non-empty list of them")
+    for s in seeds:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) or s < 0:
+            raise ValueError(f"seed: expected integers >= 0, got {s!r}")
+    return [int(s) for s in seeds]
+
+
+def _schedule_factors(lr_schedule, epochs):
+    """The schedule's multiplier of every epoch (float64), checked as ``fit`` checks its
+    rates: a factor that is not a real number is a TypeError naming lr_schedule."""
     try:
-        rates = np.atleast_1d(np.asarray(lr, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise ValueError(f"lr: expected finite numbers > 0, got {lr!r}") from None
-    if rates.ndim != 1 or rates.size == 0 or isinstance(lr, (bool, str)):
-        raise ValueError(f"lr: expected a number or a 1-D list of numbers, got {lr!r}")
-    bad = ~(np.isfinite(rates) & (rates > 0))
+        return learning_rates(lr_schedule, 1.0, epochs)
+    except TypeError as exc:
+        if str(exc).startswith("lr_schedule"):
+            raise
+        raise TypeError(f"lr_schedule: expected real-number factors ({exc})") from None
+
+
+def _check_rates(lrs, factor):
+    """Every configuration's rate, lr * factor, finite and > 0 in every epoch (as fit)."""
+    with np.errstate(all="ignore"):
+        lo, hi = lrs.min() * factor, lrs.max() * factor
+    bad = ~(np.isfinite(hi) & (lo > 0))
     if bad.any():
-        raise ValueError(f"lr: expected finite numbers > 0, got {float(rates[bad][0])!r}")
-    return rates
+        e = int(np.argmax(bad))
+        lr, rate = (float(lrs.min()), lo[e]) if lo[e] <= 0 else (float(lrs.max()), hi[e])
+        raise ValueError(f"lr_schedule: gives the learning rate {float(rate)!r} (lr {lr!r} "
+                         f"x factor {float(factor[e])!r}) at epoch {e}; every rate must be "
+                         f"finite and > 0")
 
 
 def _orders(seed, epochs, n):

@@ -1,6 +1,7 @@
 """Checks at the public boundary: once per call, never per step."""
 from __future__ import annotations
 
+import decimal
 import numbers
 
 import numpy as np
@@ -41,12 +42,25 @@ def check_epochs(value, arg="epochs"):
     return check_positive_int(arg, value, maximum=MAX_EPOCHS)
 
 
+def _is_real(value):
+    """Real numbers: int, float, Fraction, Decimal, NumPy scalars; not bool, str, complex."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(
+        value, (numbers.Real, decimal.Decimal))
+
+
+def _as_float(value):
+    try:
+        return float(value)
+    except OverflowError:  # e.g. 10**400
+        return float("inf") if value > 0 else float("-inf")
+
+
 def check_real(arg, value, minimum=None):
     """``value`` as a finite float (Fraction, Decimal and NumPy scalars are numbers too;
     bool and str are not); >= minimum if given."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not _is_real(value):
         raise TypeError(f"{arg}: expected a real number, got {type(value).__name__} {value!r}")
-    x = float(value)
+    x = _as_float(value)
     if not np.isfinite(x) or (minimum is not None and x < minimum):
         bound = "" if minimum is None else f" >= {minimum}"
         raise ValueError(f"{arg}: expected a finite number{bound}, got {value!r}")
@@ -55,9 +69,9 @@ def check_real(arg, value, minimum=None):
 
 def check_positive_float(arg, value):
     """``value`` as a finite float > 0 (ValueError naming ``arg`` otherwise)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not _is_real(value):
         raise ValueError(f"{arg}: expected a finite number > 0, got {value!r}")
-    x = float(value)
+    x = _as_float(value)
     if not np.isfinite(x) or x <= 0:
         raise ValueError(f"{arg}: expected a finite number > 0, got {value!r}")
     return x
