@@ -10,15 +10,26 @@ full-batch sweep that lays configurations out last (``W[block, k, j, c]``) so th
 loop runs across them, with blocks of configurations in ``prange``; and a mini-batch sweep,
 ``prange`` over configurations each running its own shuffled mini-batch loop.
 
-The source is written to a file (``NNKIT_CACHE_DIR``, else ``~/.cache/nnkit``) and
-imported, so numba's ``cache=True`` keeps the compiled code for later processes.
+The source is written to a file (``NNKIT_CACHE_DIR``, else ``~/.cache/nnkit``, folder
+``numba-kernels``) and imported, so numba's ``cache=True`` keeps the compiled code for later
+processes. The cache is not trusted blindly: the folder must belong to this user and be
+writable by no one else (else a fresh private temp folder is used); a kernel file is read,
+compared with the source it must hold (its name carries the source's hash) and rewritten
+atomically when it differs, and the module is executed from that verified text; a file that
+is a symlink or belongs to someone else is never read. A numba cache entry that fails to
+load (corrupt index or data) is deleted and the kernel compiled afresh (``guard_numba_cache``).
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import glob
 import hashlib
 import importlib.util
 import os
+import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -301,20 +312,84 @@ def _many_source(sizes, acts, loss, n, block):
     return "\n".join(w.lines) + "\n"
 
 
-def _cache_dir():
+def _configured_dir():
+    """``$NNKIT_CACHE_DIR/numba-kernels``, else ``~/.cache/nnkit/numba-kernels``."""
     base = os.environ.get("NNKIT_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
         "nnkit")
-    path = os.path.join(base, "numba-kernels")
+    return os.path.join(base, "numba-kernels")
+
+
+def _uid():
+    return os.getuid() if hasattr(os, "getuid") else None
+
+
+def _untrusted_dir(path):
+    """Why kernels may not be imported from folder ``path`` (None if they may): it must
+    be a real folder (not a symlink), owned by this user, that group and others cannot
+    write, and that this user can write."""
     try:
-        os.makedirs(path, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
-    except OSError:
-        pass
-    path = os.path.join(tempfile.gettempdir(), f"nnkit-numba-kernels-{os.getuid()}")
-    os.makedirs(path, exist_ok=True)
-    return path
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if _uid() is not None and st.st_uid != _uid():
+        return f"belongs to uid {st.st_uid}, not to this user"
+    if st.st_mode & 0o022:
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+    if not os.access(path, os.W_OK):
+        return "is not writable"
+    return None
+
+
+_private = {"pid": None, "paths": []}  # this process's private temp folders, newest last
+
+
+def _private_dir(fresh=False):
+    """A private temp folder (mode 0700, unpredictable name), one per process unless
+    ``fresh``; removed when the process exits."""
+    if _private["pid"] != os.getpid():  # the first call in this process (or a forked child)
+        _private.update(pid=os.getpid(), paths=[])
+        fresh = True
+    if fresh:
+        _private["paths"].append(tempfile.mkdtemp(prefix="nnkit-kernels-"))
+    return _private["paths"][-1]
+
+
+@atexit.register
+def _remove_private():
+    if _private["pid"] == os.getpid():
+        for path in _private["paths"]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def cache_dir_and_reason():
+    """(folder, reason): the folder generated kernels are imported from, and why it is not
+    the configured one (None when it is). The configured folder and its ``__pycache__``
+    (numba's cache files) are created with mode 0700 and must pass ``_untrusted_dir``,
+    else this process's private temp folder is used."""
+    path = _configured_dir()
+    pycache = os.path.join(path, "__pycache__")  # made here, so that it is private too
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        reason = _untrusted_dir(path)
+        if reason is None:
+            os.makedirs(pycache, mode=0o700, exist_ok=True)
+            if _untrusted_dir(pycache):
+                reason = f"has a __pycache__ that {_untrusted_dir(pycache)}"
+    except OSError as exc:
+        reason = f"cannot be used ({exc.strerror})"
+    if reason is None:
+        return path, None
+    return _private_dir(), f"{path} {reason}"
+
+
+def _cache_dir():
+    """The folder generated kernels are imported from (see ``cache_dir_and_reason``)."""
+    return cache_dir_and_reason()[0]
 
 
 def _kernels_hash():
@@ -328,26 +403,104 @@ _lock = threading.Lock()
 
 
 def _load(source, spec):
-    """Write ``source`` (once, atomically) and import it; one module per distinct source."""
+    """Write ``source`` (once, atomically) and import it; one module per distinct source.
+    The file is verified before use and the module executed from ``source`` itself, so a
+    corrupt, truncated or planted file is replaced, never run."""
     key = hashlib.sha1(source.encode()).hexdigest()[:16]
     with _lock:
         mod = _modules.get(key)
         if mod is not None:
             return mod
-        folder = _cache_dir()
-        path = os.path.join(folder, f"nnkit_kernel_{key}.py")
-        if not os.path.exists(path):
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".py.tmp")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(source)
-            os.replace(tmp, path)
         name = f"nnkit_kernel_{key}"
-        loader_spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(loader_spec)
-        sys.modules[name] = mod
-        loader_spec.loader.exec_module(mod)
+        try:
+            path = _verified_file(_cache_dir(), name, source)
+        except OSError:  # cannot be written after all (e.g. a read-only file system)
+            path = None
+        if path is None:  # also a symlink or someone else's file there: never read it
+            path = _verified_file(_private_dir(fresh=True), name, source)
+        mod = _import(name, path, source)
         _modules[key] = mod
         return mod
+
+
+def _verified_file(folder, name, source):
+    """The path of ``folder/name.py`` once it holds exactly ``source`` (so its content
+    hashes to its name), rewritten atomically when missing or different; None when the
+    path is a symlink, not a regular file, or not this user's (then it is not read)."""
+    path = os.path.join(folder, name + ".py")
+    data = source.encode()
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        current = None
+    else:
+        if not stat.S_ISREG(st.st_mode) or (_uid() is not None and st.st_uid != _uid()):
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as fh:
+            current = fh.read(len(data) + 1)
+    if current != data:  # missing, corrupt, truncated or planted
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=name, suffix=".py.tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return path
+
+
+def _import(name, path, source):
+    """Module ``name`` run from ``source`` (the verified text, not re-read from ``path``,
+    and no ``.pyc``), with ``path`` as its file so numba's ``cache=True`` finds it; its
+    numba functions get ``guard_numba_cache``."""
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path))
+    sys.modules[name] = mod
+    try:
+        exec(compile(source, path, "exec", dont_inherit=True), mod.__dict__)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    guard_numba_cache(mod)
+    return mod
+
+
+def guard_numba_cache(module):
+    """Make a numba cache entry that fails to load (corrupt or truncated index or data
+    file: ``UnpicklingError``, ``EOFError``, ...) a cache miss for every ``cache=True``
+    function of ``module``: its index (``.nbi``) and data (``.nbc``) files, in
+    ``__pycache__`` or ``NUMBA_CACHE_DIR``, are deleted and it compiles afresh, writing a
+    new entry. Idempotent; does nothing where numba's cache internals differ."""
+    from numba.core.dispatcher import Dispatcher
+    for obj in vars(module).values():
+        cache = getattr(obj, "_cache", None) if isinstance(obj, Dispatcher) else None
+        index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+        if index and not getattr(cache, "_nnkit_guarded", False):
+            cache.load_overload = _guarded_load(cache.load_overload, index)
+            cache._nnkit_guarded = True
+
+
+def _guarded_load(load, index):
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception:  # anything but a clean load or miss: drop the entry, recompile
+            _clear_numba_cache(index)
+            return None
+    return load_overload
+
+
+def _clear_numba_cache(index):
+    """Delete one function's numba cache files: ``<base>.nbi`` and its ``<base>.<n>.nbc``."""
+    base = index[:-len(".nbi")]
+    for path in [index] + glob.glob(glob.escape(base) + ".*.nbc"):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _header(spec, dtype, n):

@@ -66,6 +66,8 @@ class NumbaBackend(StackedSweeps, Backend):
         """The kernels module, imported on first use (defines, does not compile)."""
         if self._k is None:
             from . import _numba_kernels
+            from ._numba_codegen import guard_numba_cache
+            guard_numba_cache(_numba_kernels)  # a corrupt numba cache entry recompiles
             self._k = _numba_kernels
         return self._k
 
@@ -77,10 +79,12 @@ class NumbaBackend(StackedSweeps, Backend):
         from numba.core.config import CACHE_DIR
         where = CACHE_DIR or os.path.join(os.path.dirname(__file__), "__pycache__")
         ok = os.access(where if os.path.isdir(where) else os.path.dirname(where), os.W_OK)
-        from ._numba_codegen import _cache_dir
+        from ._numba_codegen import cache_dir_and_reason
+        kernels, why = cache_dir_and_reason()
         return [f"cache dir {where} ({'writable' if ok else 'NOT writable'}; "
                 "set NUMBA_CACHE_DIR to change)",
-                f"generated kernels in {_cache_dir()} (set NNKIT_CACHE_DIR to change)"]
+                f"generated kernels in {kernels} " + (f"(a private temp folder: {why})" if why
+                                                      else "(set NNKIT_CACHE_DIR to change)")]
 
     def _loops(self, rows, *arrays):
         """True where hand-written loops beat BLAS/ufunc calls for this much work (never
