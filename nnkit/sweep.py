@@ -120,18 +120,25 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
             for i in range(len(net.layers))]
     seed_of = np.repeat(np.arange(len(seeds)), len(lrs))  # configs: seeds x lrs, lr fastest
     all_rates = np.tile(np.asarray(lrs, dtype=np.float64), len(seeds))
-    for lo in range(0, len(configs), chunk_size):
-        part = configs[lo:lo + chunk_size]
-        which = seed_of[lo:lo + chunk_size]
+    # One path for every chunk (the one planned for the whole sweep), so the results do
+    # not depend on the chunking.
+    path = be.plan("sweep", work.spec, n, batch_size, len(configs), epochs)
+    lo = 0
+    while lo < len(configs):
+        size = chunk_size
+        part = configs[lo:lo + size]
+        which = seed_of[lo:lo + size]
         stacked = [(be.asarray(W[which], net.dtype), be.asarray(b[which], net.dtype))
                    for W, b in init]
-        rates = all_rates[lo:lo + chunk_size]
+        rates = all_rates[lo:lo + size]
         orders = None
         if batch_size is not None and shuffle:
             # The same host stream as Network.fit draws from for that seed.
             orders = np.stack([_orders(c["seed"], epochs, n) for c in part])
-        loss, div = be.train_many(stacked, work.spec.activations, net.loss, Xd, Yd, rates,
-                                  factor, batch_size, orders)
+        with be.use_path(path):
+            loss, div = be.train_many(stacked, work.spec.activations, net.loss, Xd, Yd, rates,
+                                      factor, batch_size, orders)
+        lo += len(part)
         losses.append(loss)
         diverged.append(div)
         for i, (W, b) in enumerate(stacked):
@@ -191,6 +198,10 @@ def _items(arg, value, what):
 def _rates(lr):
     """Learning rates as a 1-D float64 array, each finite and > 0 (checked at once)."""
     what = "a number or a 1-D list of numbers"
+    if isinstance(lr, np.ndarray) and lr.ndim == 1 and lr.size and lr.dtype.kind in "iuf":
+        rates = lr.astype(np.float64)  # the common case, checked at once
+        if np.isfinite(rates).all() and (rates > 0).all():
+            return rates
     rates = []
     for item in _items("lr", lr, what):
         if isinstance(item, (list, tuple, np.ndarray)):
