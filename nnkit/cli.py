@@ -207,6 +207,25 @@ def cmd_info(args):
     return 0
 
 
+def _warm_up(net, X, Y, args):
+    """Seconds to compile (or load from cache) the kernels ``fit`` will use: one epoch of a
+    copy of ``net`` on the path the real run is planned to take, so the µs/epoch printed
+    afterwards are training alone."""
+    be = net.backend
+    rows = len(X) - (int(round(len(X) * args.validation_split)) if args.validation_split else 0)
+    batch = None if args.batch_size is None or args.batch_size >= rows else args.batch_size
+    path = be.plan("epochs", net.spec, rows, batch, 1, args.epochs)
+    copy = net.to(be)
+    t0 = time.perf_counter()
+    with be.use_path(path):
+        try:
+            copy.fit(X, Y, epochs=1, lr=args.lr, batch_size=args.batch_size, progress=False,
+                     validation_split=args.validation_split)
+        except (TrainingDiverged, ValueError):
+            pass  # the real run reports it
+    return time.perf_counter() - t0
+
+
 def cmd_train(args):
     if args.save:
         check_output_path("--save", args.save)
@@ -216,6 +235,7 @@ def cmd_train(args):
     X, Y = _dataset(args)
     net = _build(args, X, Y)
     progress = False if args.quiet else None
+    compile_s = _warm_up(net, X, Y, args)
     t0 = time.perf_counter()
     try:
         hist = net.fit(X, Y, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -235,7 +255,8 @@ def cmd_train(args):
     epochs = len(hist.loss)
     print(f"backend: {net.backend.name} ({net.backend.device()}), dtype: {net.dtype}")
     print(f"trained {epochs} epochs in {dt:.3f} s "
-          f"({dt / max(epochs, 1) * 1e6:.2f} us/epoch)")
+          f"({dt / max(epochs, 1) * 1e6:.2f} us/epoch; compiling or loading the kernels "
+          f"took {compile_s:.3f} s before that)")
     print(f"final loss: {net.evaluate(X, Y):.6g}  accuracy: {accuracy(Yhat, Y):.3f}")
     if hist.val_loss:
         print(f"final val_loss: {hist.val_loss[-1]:.6g}")

@@ -281,6 +281,8 @@ def _interrupting_fit(epochs_done):
     real_fit = nnkit.Network.fit
 
     def fit(self, X, Y, epochs, lr, **kwargs):
+        if epochs == 1:  # the CLI's warm-up epoch (on a copy), before the timed run
+            return real_fit(self, X, Y, epochs=epochs, lr=lr, **kwargs)
         hist = real_fit(self, X, Y, epochs=epochs_done, lr=lr) if epochs_done \
             else nnkit.History()
         raise TrainingInterrupted(epochs_done, hist)
