@@ -56,3 +56,17 @@ def test_bench_rejects_unknown_names():
     out = subprocess.run([sys.executable, "-m", "nnkit", "bench", "--workloads", "cifar"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and "--workloads: expected names from" in out.stderr
+
+
+def test_bench_rows_honour_workloads_and_percentages_stay_under_100():
+    from nnkit.bench import report
+    from nnkit.bench.runner import run_bench
+    result = run_bench(["xor"], ["numpy"], ["float32"], quick=True, log=lambda msg: None)
+    assert result["sweeps"] == []  # neither or-gate nor digits asked for
+    assert {r["workload"] for r in result["rows"]} == {"xor"}
+    peak = result["gemm_peaks"][0]
+    assert peak["measurements"] == 3 and peak["min_flops"] <= peak["best_flops"]
+    row = dict(result["rows"][0], gemm_s=1.0, step_s=0.5)  # matmuls "slower" than the step
+    table = report.format_table({"rows": [row]})
+    assert "-" in table.splitlines()[-1].split()
+    assert report._percent(1.2, ".1f") == "noisy" and report._percent(0.5, ".1f") == "50.0"

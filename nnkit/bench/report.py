@@ -25,8 +25,8 @@ def format_table(result):
             r["workload"], r["backend"], r["dtype"], r.get("path", "-"),
             _us(step), f"{w.batch / step:.3g}" if step else "",
             f"{gflops:.3g}" if gflops else "",
-            f"{100 * r['flops'] / step / r['peak_flops']:.1f}" if gflops else "",
-            f"{100 * r['gemm_s'] / step:.0f}" if gflops else "",
+            _percent(r["flops"] / step / r["peak_flops"], ".1f") if gflops else "",
+            _percent(r["gemm_s"] / step, ".0f", over="-") if gflops else "",
             f"{r['speedup_vs_numpy']:.2f}x" if "speedup_vs_numpy" in r else "",
             _us(r.get("epoch_s")),
             f"{r['parity']:.1e}" if "parity" in r else "",
@@ -37,6 +37,12 @@ def format_table(result):
            for line in lines]
     out.insert(1, "  ".join("-" * wd for wd in widths))
     return "\n".join(out)
+
+
+def _percent(fraction, fmt, over="noisy"):
+    """A share of a bound in percent, never over 100 %: a cell that would be says ``over``
+    instead of a number."""
+    return over if fraction > 1.0 else f"{100 * fraction:{fmt}}"
 
 
 def _rate(per_s):
@@ -103,11 +109,15 @@ def cmd_bench(args):
     info = result["machine"]
     print(f"machine: {info['cpu']}, {info['cores']} cores; " +
           ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores")))
-    for (name, dtype), peak in sorted(_peaks(result).items()):
-        print(f"GEMM peak measured on {name} {dtype}: {peak / 1e9:.1f} GFLOP/s")
+    for p in result.get("gemm_peaks", []):
+        print(f"GEMM peak on {p['backend']} {p['dtype']}: {p['best_flops'] / 1e9:.1f} GFLOP/s "
+              f"(best of {p['measurements']} measurements at the start, middle and end; "
+              f"lowest {p['min_flops'] / 1e9:.1f})")
     print("path: the execution path the backend takes for the step (backend.plan); "
           "%peak: GFLOP/s over the GEMM peak above; "
-          "%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time; "
+          "%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time "
+          "('-': the BLAS calls alone take longer than the whole step, which then makes "
+          "none: a fused kernel); 'noisy': a figure over 100 %, from a busy machine; "
           "first call: the first step in this process (JIT compile or cache load), "
           "excluded from the timings")
     print(format_table(result))
@@ -125,8 +135,3 @@ def cmd_bench(args):
             json.dump(result, fh, indent=1, default=float)
         print(f"results written to {args.json}")
     return 0 if worst <= tol else 1
-
-
-def _peaks(result):
-    return {(r["backend"], r["dtype"]): r["peak_flops"] for r in result["rows"]
-            if "peak_flops" in r}
