@@ -19,6 +19,7 @@ compiles at import: each kernel compiles (or loads from numba's disk cache) on f
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -293,9 +294,10 @@ class NumbaBackend(StackedSweeps, Backend):
         nblk = rates.shape[0]
         losses = np.empty((nblk * block, epochs))  # every entry is written by the kernel
         diverged = np.full((nblk, block), -1, dtype=np.int64)
-        kernel(X, Y, *(a for pair in blocked for a in pair), rates,
-               np.ascontiguousarray(factors, dtype=np.float64),
-               losses.reshape(nblk, block, epochs), diverged)
+        with _dynamic_prange():
+            kernel(X, Y, *(a for pair in blocked for a in pair), rates,
+                   np.ascontiguousarray(factors, dtype=np.float64),
+                   losses.reshape(nblk, block, epochs), diverged)
         for (W, b), (Wb, bb) in zip(params, blocked):
             np.copyto(W, from_blocks(Wb, C))
             np.copyto(b, from_blocks(bb, C))
@@ -328,11 +330,27 @@ class NumbaBackend(StackedSweeps, Backend):
                   else np.zeros((C, 1, 1), dtype=np.int64))
         losses = np.full((C, epochs), np.nan)
         diverged = np.full(C, -1, dtype=np.int64)
-        kernel(X, Y, *(a for pair in params for a in pair),
-               np.ascontiguousarray(lrs, dtype=np.float64),
-               np.ascontiguousarray(factors, dtype=np.float64), orders, use_order, losses,
-               diverged)
+        with _dynamic_prange():
+            kernel(X, Y, *(a for pair in params for a in pair),
+                   np.ascontiguousarray(lrs, dtype=np.float64),
+                   np.ascontiguousarray(factors, dtype=np.float64), orders, use_order, losses,
+                   diverged)
         return losses, diverged
+
+
+@contextlib.contextmanager
+def _dynamic_prange():
+    """prange hands out iterations one at a time (numba's default splits them evenly up
+    front), so a thread slowed by another process on its core does not hold the others
+    up. Measured here (OR-gate sweep, one of two cores kept busy): 60-75 M net-epochs/s
+    either way, within this shared machine's noise; quiet: equal."""
+    import numba
+    old = numba.get_parallel_chunksize()
+    numba.set_parallel_chunksize(1)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(old)
 
 
 def _act(name):
