@@ -78,3 +78,78 @@ def lr_comparison(result):
     right.set_ylabel("cost (colour: log learning rate)")
     fig.tight_layout()
     return fig
+
+
+def scaling(result):
+    """``nnkit bench --scaling``'s picture (``nnkit.bench.scaling.run_scaling``'s result):
+    GFLOP/s against hidden width and against batch, log-log, one line per backend or
+    peer (a multi-path backend's forced paths thin, one line style per path), the GEMM
+    roofline of each device as a horizontal line, the planned path hand-overs (grey,
+    dashed) and the measured crossovers (coloured, dotted) as vertical lines between the
+    two grid points they fall between."""
+    plt = _plt()
+    axes_names = list(result["axes"])
+    fig, axs = plt.subplots(1, len(axes_names), figsize=(6.5 * len(axes_names), 5.2),
+                            squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    series = []
+    for r in result["rows"]:
+        if r["series"] not in series:
+            series.append(r["series"])
+    main = [s for s in series if ":" not in s]
+    colour = {s: cmap(i % 10) for i, s in enumerate(main)}
+    styles = ["--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]
+    style = {}
+    for s in series:
+        if ":" in s:
+            style[s] = styles[sum(":" in t for t in style) % len(styles)]
+    net = result["network"]
+    marks = {"planned": ("0.45", "--", "plan"), "measured": ("tab:red", ":", "fastest"),
+             "catch-up": ("tab:green", ":", ""), "gpu": ("tab:purple", ":", ""),
+             "peer": ("tab:brown", ":", "")}
+    for ax, axis in zip(axs[0], axes_names):
+        spec = result["axes"][axis]
+        for s in series:
+            pts = sorted((r["x"], r["gflops"]) for r in result["rows"]
+                         if r["axis"] == axis and r["series"] == s and "gflops" in r)
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            if ":" in s:
+                base, path = s.split(":", 1)
+                ax.plot(xs, ys, ls=style[s], lw=1.1, alpha=0.75, color=colour.get(base, "0.5"),
+                        marker=".", ms=4, label=f"{base} {path} (forced)")
+            else:
+                ax.plot(xs, ys, lw=2.2, marker="o", ms=4, color=colour[s], label=s)
+        for k, roof in enumerate(result.get("rooflines", [])):
+            ax.axhline(roof["flops"] / 1e9, color="k", lw=1, ls=("-", "-.")[k % 2])
+            ax.annotate(f"GEMM roofline ({roof['device']}): {roof['flops'] / 1e9:.0f} GFLOP/s",
+                        (0.01, roof["flops"] / 1e9), xycoords=("axes fraction", "data"),
+                        va="bottom", fontsize=7)
+        labels = {}  # x -> [(text, colour)], one stacked label per line position
+        for c in result.get("crossovers", []):
+            if c["axis"] != axis or c.get("x") is None or c["kind"] not in marks:
+                continue
+            colour_, ls, prefix = marks[c["kind"]]
+            x = (c["prev"] * c["x"]) ** 0.5 if c.get("prev") else c["x"]  # between the two
+            ax.axvline(x, color=colour_, ls=ls, lw=1.1)
+            text = (f"{prefix}: {c['from']}→{c['to']}" if c["kind"] in ("planned", "measured")
+                    else c["what"])
+            labels.setdefault(x, []).append((text, colour_))
+        for x, items in labels.items():
+            for j, (text, colour_) in enumerate(items):
+                ax.annotate(text, (x, 0.02), xycoords=("data", "axes fraction"),
+                            xytext=(-2 + 8 * j, 0), textcoords="offset points", rotation=90,
+                            fontsize=6.5, color=colour_, ha="right", va="bottom")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("hidden width h" if axis == "width" else "batch (rows)")
+        ax.set_ylabel("GFLOP/s (training step)")
+        ax.set_title(f"{net['n_in']}-h-{net['n_out']}, batch {spec['batch']}, {result['dtype']}"
+                     if axis == "width" else
+                     f"{net['n_in']}-{spec['width']}-{net['n_out']}, {result['dtype']}",
+                     fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    axs[0][0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, 0.93))
+    fig.tight_layout()
+    return fig

@@ -76,14 +76,24 @@ def add_bench_parser(sub):
                    help="(default: float32)")
     p.add_argument("--peers", default="", help="comma list of torch,jax (optional packages)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--scaling", action="store_true",
+                   help="instead: step time and GFLOP/s of a 2-layer net against hidden width "
+                        "(2..2048) and batch (1..4096), the crossovers and the GEMM roofline "
+                        "(--quick: fewer points)")
+    p.add_argument("--plot", default=None, help="with --scaling: write the picture (PNG)")
     p.set_defaults(handler=cmd_bench)
 
 
 def cmd_bench(args):
     import nnkit
-    from ..cli import check_output_path
+    from ..cli import _check_plotting, check_output_path
     if args.json:
         check_output_path("--json", args.json)  # before the minutes of measuring
+    if args.plot:
+        if not args.scaling:
+            raise ValueError("--plot: only with --scaling")
+        check_output_path("--plot", args.plot)
+        _check_plotting("--plot")
     backends = args.backends.split(",") if args.backends else nnkit.available_backends()
     for name in backends:
         try:
@@ -92,16 +102,22 @@ def cmd_bench(args):
             unusable = isinstance(exc, nnkit.BackendUnavailableError)
             raise (nnkit.BackendUnavailableError if unusable else ValueError)(
                 f"--backends: {exc}") from None
+    peers = [p for p in args.peers.split(",") if p]
+    for p in peers:
+        if p not in ("torch", "jax"):
+            raise ValueError(f"--peers: expected torch and/or jax, got {p!r}")
     workloads = (args.workloads.split(",") if args.workloads
                  else list(QUICK if args.quick else WORKLOADS))
     for wname in workloads:
         if wname not in WORKLOADS:
             raise ValueError(f"--workloads: expected names from {tuple(WORKLOADS)}, got {wname!r}")
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype or "float32"]
-    peers = [p for p in args.peers.split(",") if p]
-    for p in peers:
-        if p not in ("torch", "jax"):
-            raise ValueError(f"--peers: expected torch and/or jax, got {p!r}")
+    if args.scaling:
+        if args.workloads:
+            raise ValueError("--workloads: --scaling measures its own 2-layer networks")
+        if args.dtype == "both":
+            raise ValueError("--dtype: --scaling measures one dtype (float32 or float64)")
+        return _cmd_scaling(args, backends, args.dtype or "float32", peers)
     print(f"nnkit bench: backends {', '.join(backends)}; workloads {', '.join(workloads)}; "
           f"{', '.join(dtypes)}")
     t0 = time.perf_counter()
@@ -135,3 +151,33 @@ def cmd_bench(args):
             json.dump(result, fh, indent=1, default=float)
         print(f"results written to {args.json}")
     return 0 if worst <= tol else 1
+
+
+def _cmd_scaling(args, backends, dtype, peers):
+    """``nnkit bench --scaling``: measure, print the tables and crossovers, write
+    ``--json``/``--plot``."""
+    from .scaling import format_scaling, run_scaling
+    print(f"nnkit bench --scaling: backends {', '.join(backends)}"
+          + (f"; peers {', '.join(peers)}" if peers else "") + f"; {dtype}"
+          + ("; quick grid" if args.quick else ""))
+    result = run_scaling(backends, dtype, peers, quick=args.quick)
+    info = result["machine"]
+    load = result["loadavg_1min"]
+    print(f"machine: {info['cpu']}, {info['cores']} cores; " +
+          ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores")) +
+          (f"; load average {load['start']:.2f} at the start, {load['end']:.2f} at the end"
+           if load["start"] is not None else ""))
+    print("step: one training step from Python (median); GF/s: the step's matmul FLOPs "
+          "(forward, dW, dX, update) / step time; path: backend.plan's path for the step; "
+          "'<backend> <path>' columns: that path forced on the same data")
+    print(format_scaling(result))
+    print(f"took {result['took_s']:.1f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1, default=float)
+        print(f"results written to {args.json}")
+    if args.plot:
+        from ..plot import scaling
+        scaling(result).savefig(args.plot, dpi=110)
+        print(f"plot written to {args.plot}")
+    return 0
