@@ -155,14 +155,17 @@ class Backend:
     def _dispatch(self, call, spec, rows, batch_size=None, configs=1, epochs=1):
         """``plan`` for a call about to run; records it for open ``use_path`` blocks."""
         path = self.plan(call, spec, rows, batch_size, configs, epochs)
-        for record in _RECORDS.get():
-            record.ran.append((call, path))
+        for name, record in _RECORDS.get():
+            if name == self.name:
+                record.ran.append((call, path))
         return path
 
     @contextlib.contextmanager
     def use_path(self, path: str):
         """Within the block, every call that ``path`` can run takes it (other calls are
-        planned as usual); yields a ``PathRecord`` of the (call, path) pairs that ran.
+        planned as usual); yields a ``PathRecord`` of the (call, path) pairs this backend
+        ran. The setting is a contextvar: it holds in this thread (and asyncio task) only;
+        a thread started inside the block plans as usual.
         A forced path that cannot run a particular call (say full-batch only, on
         mini-batches) raises ValueError when that call is made."""
         if path not in self.paths:
@@ -170,7 +173,7 @@ class Backend:
                              f"{tuple(self.paths)}, got {path!r}")
         record = PathRecord()
         forced = _FORCED.set({**_FORCED.get(), self.name: path})
-        records = _RECORDS.set(_RECORDS.get() + (record,))
+        records = _RECORDS.set(_RECORDS.get() + ((self.name, record),))
         try:
             yield record
         finally:

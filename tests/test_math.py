@@ -54,7 +54,10 @@ def test_generated_sources_render_every_entry(act, loss):
             if dr:
                 assert f"dr = {residual(d, 'z', 'y')}" in src
             assert LOSS_MATH[loss].term(d, "z", "y", dr) in src
-            assert UPDATE_MATH["sgd"].step(d, "p", "g", "lr").split(" ")[1] in src
+    # The update, with each renderer's own operands.
+    assert _numba_codegen._sgd("W0[k, j]", "dW0[k, j]", "lr") in numba_sources[0]
+    assert _numba_codegen._sgd("W0[k, j, c]", "acc[c]", "lr[c]") in numba_sources[1]
+    assert _cuda_codegen._sgd("W0[k * 3 + j]", "s", "lr") in cuda_sources[0]
 
 
 def test_elementwise_kernels_cover_every_activation_and_update():
