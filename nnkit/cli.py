@@ -306,26 +306,50 @@ def _lr_range(text):
 def cmd_sweep(args):
     import json
 
-    from .sweep import BLOWUP_FACTOR
-
-    from .sweep import sweep
+    from .sweep import BLOWUP_FACTOR, sweep
+    from .sweep_exec import SweepChunkError
     if args.json:
         check_output_path("--json", args.json)
     if args.plot:
         check_output_path("--plot", args.plot)
         _check_plotting("--plot")
+    if args.workers is not None and args.scheduler is not None:
+        raise ValueError("--workers, --scheduler: give one (a local pool of N workers, or "
+                         "an existing Dask scheduler)")
+    if args.min_epochs is not None and args.halving is None:
+        raise ValueError("--min-epochs: applies to successive halving only; pass --halving "
+                         "ETA too")
     X, Y = _dataset(args)
     net = _build(args, X, Y)
-    t0 = time.perf_counter()
-    res = sweep(net, X, Y, lr=args.lr, seed=list(range(args.seed, args.seed + args.seeds)),
-                epochs=args.epochs,
-                batch_size=args.batch_size, shuffle=args.batch_size is not None)
-    dt = max(time.perf_counter() - t0, 1e-9)
+    # Only the final losses are printed or written: keep the curves only for --plot.
+    record = args.record_every or (None if args.plot else "final")
+    with _sweep_executor(args) as (executor, where):
+        t0 = time.perf_counter()
+        try:
+            res = sweep(net, X, Y, lr=args.lr,
+                        seed=list(range(args.seed, args.seed + args.seeds)),
+                        epochs=args.epochs, batch_size=args.batch_size,
+                        shuffle=args.batch_size is not None, chunk_size=args.chunk_size,
+                        executor=executor, checkpoint=args.checkpoint, halving=args.halving,
+                        min_epochs=args.min_epochs, record_every=record,
+                        progress=False if args.quiet else None)
+        except SweepChunkError as exc:
+            print(f"nnkit sweep: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        dt = max(time.perf_counter() - t0, 1e-9)
     n = len(res.configs)
-    print(f"backend: {net.backend.name}; {n} configurations x {args.epochs} epochs in "
-          f"{dt:.2f} s ({n * args.epochs / dt / 1e6:.3g} M net-epochs/s); "
+    print(f"backend: {net.backend.name}{where}; {n} configurations x {args.epochs} epochs "
+          f"in {dt:.2f} s ({res.net_epochs / dt / 1e6:.3g} M net-epochs/s); "
           f"{int(res.diverged.sum())} diverged, {int(res.blown_up.sum())} blown up (final "
           f"loss > {BLOWUP_FACTOR:g}x the first)")
+    if args.halving:
+        full = n * args.epochs
+        print(f"successive halving (eta {args.halving}): {int((~res.pruned).sum())} trained "
+              f"to the end, {res.net_epochs:,} net-epochs ({res.net_epochs / full:.1%} of "
+              f"the full sweep)")
+    if args.checkpoint:
+        print(f"checkpoint {args.checkpoint}: {res.chunks_reused} chunk(s) reused, "
+              f"{res.chunks_run} trained")
     for rank, i in enumerate(res.best(min(args.top, n))):
         c = res.configs[i]
         print(f"  #{rank + 1}: lr {c['lr']:.4g}  seed {c['seed']}  final loss "
@@ -334,12 +358,60 @@ def cmd_sweep(args):
         with open(args.json, "w") as fh:
             json.dump({"configs": res.configs, "final_loss": res.final_loss.tolist(),
                        "diverged_epoch": res.diverged_epoch.tolist(),
+                       "pruned_epoch": res.pruned_epoch.tolist(),
                        "blown_up": res.blown_up.tolist()}, fh, indent=1)
     if args.plot:
         from .plot import lr_comparison
         lr_comparison(res).savefig(args.plot, dpi=100)
         print(f"plot written to {args.plot}")
     return 0
+
+
+class _sweep_executor:
+    """``with _sweep_executor(args) as (executor, where)``: None for --workers/--scheduler
+    not given; a Dask client of an existing scheduler (--scheduler) or of a local cluster of
+    N one-thread worker processes (--workers N; a spawn process pool without dask)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.close = []
+
+    def __enter__(self):
+        args = self.args
+        if args.scheduler is None and args.workers is None:
+            return None, ""
+        try:
+            import distributed
+        except ImportError:
+            if args.scheduler is not None:
+                raise ValueError("--scheduler: needs Dask: pip install 'nnkit[dask]'") \
+                    from None
+            import concurrent.futures
+            import multiprocessing
+            pool = concurrent.futures.ProcessPoolExecutor(
+                args.workers, mp_context=multiprocessing.get_context("spawn"))
+            self.close.append(pool.shutdown)
+            return pool, f", {args.workers} local worker process(es)"
+        if args.scheduler is not None:
+            try:
+                client = distributed.Client(args.scheduler, timeout=10)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ValueError(f"--scheduler: cannot connect to {args.scheduler!r}: "
+                                 f"{_one_line(exc)}") from None
+            self.close.append(client.close)
+            n = len(client.scheduler_info().get("workers", {}))
+            return client, f", Dask scheduler {args.scheduler} ({n} workers)"
+        cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                                           processes=True, dashboard_address=":0")
+        self.close.append(cluster.close)
+        client = distributed.Client(cluster)
+        self.close.append(client.close)
+        return client, f", local Dask cluster of {args.workers} worker(s)"
+
+    def __exit__(self, *exc):
+        for close in reversed(self.close):
+            close()
+        return False
 
 
 def _parser():
@@ -386,6 +458,23 @@ def _parser():
                    help="how many best configurations to print")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None, help="write the learning-rate picture (PNG)")
+    p.add_argument("--workers", type=_int_range(1), default=None, metavar="N",
+                   help="train the chunks on N local worker processes (a local Dask cluster, "
+                        "or a process pool without dask)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="train the chunks on an existing Dask cluster (tcp://host:8786)")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="save each finished chunk in DIR; a rerun trains only the rest")
+    p.add_argument("--halving", type=_int_range(2), default=None, metavar="ETA",
+                   help="successive halving: keep the best 1/ETA at each rung")
+    p.add_argument("--min-epochs", type=_epochs, default=None, metavar="N",
+                   help="epochs of the first halving rung (default: epochs // ETA**2)")
+    p.add_argument("--record-every", type=_int_range(1), default=None, metavar="K",
+                   help="keep every K-th epoch's loss (default: the final loss only, every "
+                        "epoch with --plot)")
+    p.add_argument("--chunk-size", type=_int_range(1), default=None, metavar="N",
+                   help="configurations per chunk (default: 1/16 of them, at least 8,192)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     add_bench_parser(sub)
     for p in sub.choices.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -15,6 +16,9 @@ from .validation import check_epochs, check_positive_int
 
 # Configurations are trained in chunks whose arrays fit in about this many bytes.
 MEMORY_BUDGET = 512 * 2 ** 20
+# Default chunking: CHUNKS chunks, of at least CHUNK_MIN configurations.
+CHUNKS = 16
+CHUNK_MIN = 8192
 # A configuration whose final loss exceeds its first loss by more than this is blown_up.
 BLOWUP_FACTOR = 10.0
 
@@ -23,13 +27,19 @@ BLOWUP_FACTOR = 10.0
 class SweepResult:
     """Outcome of ``sweep``.
 
-    configs: list of ``{"lr": ..., "seed": ...}``; loss: (n_configs, epochs) per-epoch
-    training loss (NaN after a configuration diverged); diverged_epoch: (n_configs,)
-    epoch of the first non-finite loss, -1 if none; diverged: diverged_epoch >= 0;
-    blown_up: (n_configs,) bool, finite throughout but the last loss is more than
-    ``BLOWUP_FACTOR`` (10) times the first (never set where diverged is); params[i]:
-    configuration i's ``[(W, b), ...]`` as NumPy arrays (diverged ones keep their last
-    finite values); stacked: ``[(W (n_configs, n_in, n_out), b (n_configs, n_out)), ...]``.
+    configs: list of ``{"lr": ..., "seed": ...}``; loss: (n_configs, len(loss_epochs))
+    training loss at the recorded epochs ``loss_epochs`` (every epoch by default; NaN
+    after a configuration diverged or was pruned); diverged_epoch: (n_configs,) epoch of
+    the first non-finite loss, -1 if none; diverged: diverged_epoch >= 0; pruned_epoch:
+    (n_configs,) the first epoch a successive-halving sweep did not train a configuration
+    for, -1 if it trained to the end; first_loss: (n_configs,) epoch 0's loss; blown_up:
+    (n_configs,) bool, finite throughout but the last loss is more than ``BLOWUP_FACTOR``
+    (10) times the first (never set where diverged is); params[i]: configuration i's
+    ``[(W, b), ...]`` as NumPy arrays (diverged ones keep their last finite values, pruned
+    ones those of their last epoch); stacked: ``[(W (n_configs, n_in, n_out),
+    b (n_configs, n_out)), ...]``; path: the backend path that trained them; net_epochs:
+    configurations x epochs trained; chunks_run, chunks_reused: chunks trained now and
+    taken from a checkpoint folder.
     """
 
     template: object
@@ -37,6 +47,22 @@ class SweepResult:
     loss: np.ndarray
     diverged_epoch: np.ndarray
     stacked: list
+    loss_epochs: np.ndarray = None
+    first_loss: np.ndarray = None
+    pruned_epoch: np.ndarray = None
+    path: str = None
+    net_epochs: int = None
+    chunks_run: int = None
+    chunks_reused: int = None
+
+    def __post_init__(self):
+        C, R = self.loss.shape
+        if self.loss_epochs is None:
+            self.loss_epochs = np.arange(R)
+        if self.first_loss is None:
+            self.first_loss = self.loss[:, 0].copy() if R else np.full(C, np.nan)
+        if self.pruned_epoch is None:
+            self.pruned_epoch = np.full(C, -1, dtype=np.int64)
 
     @property
     def params(self):
@@ -47,15 +73,20 @@ class SweepResult:
         return self.diverged_epoch >= 0
 
     @property
+    def pruned(self):
+        return self.pruned_epoch >= 0
+
+    @property
     def blown_up(self):
         """Finite, but the last loss exceeds ``BLOWUP_FACTOR`` x the first: a rate too large."""
-        return ~self.diverged & (self.loss[:, -1] > BLOWUP_FACTOR * self.loss[:, 0])
+        with np.errstate(invalid="ignore"):
+            return ~self.diverged & (self.loss[:, -1] > BLOWUP_FACTOR * self.first_loss)
 
     @property
     def final_loss(self):
-        """Last finite-run loss per configuration (inf for diverged ones)."""
+        """Last-epoch loss per configuration (inf for diverged and pruned ones)."""
         out = self.loss[:, -1].copy()
-        out[self.diverged] = np.inf
+        out[self.diverged | self.pruned] = np.inf
         return out
 
     def best(self, k=None):
@@ -77,14 +108,33 @@ class SweepResult:
 
 
 def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
-          lr_schedule=None, backend=None, chunk_size=None):
+          lr_schedule=None, backend=None, chunk_size=None, executor=None, checkpoint=None,
+          halving=None, min_epochs=None, record_every=None, progress=False):
     """Train every (lr, seed) in the Cartesian product of ``lr`` and ``seed`` together.
 
     ``net`` is a template Network (architecture, loss, dtype; its seed is used when
     ``seed`` is None). Each configuration equals a separate ``Network(..., seed=s)``
     ``.fit(X, Y, epochs, lr, batch_size, shuffle, lr_schedule)`` — NaN/inf stops only
     that configuration. Configurations are processed in chunks of ``chunk_size``
-    (default: what fits in about 512 MiB); results do not depend on the chunking.
+    (default: 1/16 of them but at least 8,192, at most what fits in about 512 MiB; the same
+    whatever the executor).
+
+    executor: None (this process), a ``concurrent.futures.Executor`` (e.g. a
+    ``ProcessPoolExecutor`` with the "spawn" context, or a Dask ``Client.get_executor()``)
+    or a ``dask.distributed.Client``: chunks run there, on the backend of that name, and
+    the result is bit-identical to the in-process one with the same chunks (whatever the
+    worker count or order of completion). A chunk that fails on every try
+    raises ``nnkit.sweep_exec.SweepChunkError`` naming its configurations.
+    checkpoint: a folder; each finished chunk is saved there (atomically, no pickle) and a
+    rerun with the same arguments trains only the missing chunks (other arguments into
+    the same folder: ValueError). halving: successive halving with ratio eta (int >= 2):
+    all configurations train ``min_epochs`` (default epochs // eta**2), the best 1/eta
+    by loss continue to min_epochs*eta, ..., up to ``epochs``; a survivor's row equals
+    its row in the full sweep (on the paths whose numbers do not depend on the chunking:
+    generated, batched, reference; on stacked up to rounding), the others get
+    ``pruned_epoch``. record_every: k keeps the
+    loss of epochs k-1, 2k-1, ... and the last (``loss_epochs``), "final" the last only.
+    progress: a bar over finished chunks (None: when stdout is a terminal).
 
     Every argument is checked before any training, as ``fit`` checks it: lr a finite
     real number > 0 (Fraction, Decimal and NumPy scalars too; not bool) or a non-empty
@@ -92,6 +142,9 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     every epoch's lr x schedule factor finite and > 0.
     """
     from .network import Network
+    from .sweep_chunk import SweepJob
+    from .sweep_exec import make_runner
+    from .sweep_run import run_sweep
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a template nnkit.Network, got {type(net).__name__}")
     lrs = _rates(lr)
@@ -103,50 +156,84 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
         chunk_size = check_positive_int("chunk_size", chunk_size)
     factor = _schedule_factors(lr_schedule, epochs)
     _check_rates(lrs, factor)
-    be = get_backend(backend if backend is not None else net.backend)
-    work = Network(net.layers, loss=net.loss, dtype=net.dtype, seed=net.seed, backend=be)
+    every = _record_every(record_every, epochs)
+    rungs = _halving(halving, min_epochs, epochs)
+    if checkpoint is not None and not isinstance(checkpoint, (str, bytes, os.PathLike)):
+        raise TypeError(f"checkpoint: expected a folder path, got {type(checkpoint).__name__}")
+    if executor is None:
+        be = get_backend(backend if backend is not None else net.backend)
+        name = be.name
+    else:
+        be, name = _remote_backend(backend if backend is not None else net.backend)
+    runner = make_runner(executor, be)
+    work = Network(net.layers, loss=net.loss, dtype=net.dtype, seed=net.seed,
+                   backend=be if executor is None else "numpy")
     Xd, Yd = work.prepare(X, Y)
     n = Xd.shape[0]
     if batch_size is not None and batch_size >= n:
         batch_size = None
     configs = [{"lr": a, "seed": s} for s, a in itertools.product(seeds, lrs.tolist())]
-    if chunk_size is None:
-        chunk_size = max(1, MEMORY_BUDGET // _bytes_per_config(net, n, batch_size))
-    losses, diverged, params = [], [], [[] for _ in net.layers]
-    # Initial parameters per seed, stacked (n_seeds, ...), gathered per configuration.
-    init = [Network(net.layers, loss=net.loss, dtype=net.dtype, seed=s,
-                    backend="numpy").get_params() for s in seeds]
-    init = [(np.stack([p[i][0] for p in init]), np.stack([p[i][1] for p in init]))
-            for i in range(len(net.layers))]
-    seed_of = np.repeat(np.arange(len(seeds)), len(lrs))  # configs: seeds x lrs, lr fastest
+    C = len(configs)
+    seed_of = np.repeat(np.asarray(seeds, dtype=np.int64), len(lrs))  # seeds x lrs
     all_rates = np.tile(np.asarray(lrs, dtype=np.float64), len(seeds))
     # One path for every chunk (the one planned for the whole sweep), so the results do
-    # not depend on the chunking.
-    path = be.plan("sweep", work.spec, n, batch_size, len(configs), epochs)
-    lo = 0
-    while lo < len(configs):
-        size = chunk_size
-        part = configs[lo:lo + size]
-        which = seed_of[lo:lo + size]
-        stacked = [(be.asarray(W[which], net.dtype), be.asarray(b[which], net.dtype))
-                   for W, b in init]
-        rates = all_rates[lo:lo + size]
-        orders = None
-        if batch_size is not None and shuffle:
-            # The same host stream as Network.fit draws from for that seed.
-            orders = np.stack([_orders(c["seed"], epochs, n) for c in part])
-        with be.use_path(path):
-            loss, div = be.train_many(stacked, work.spec.activations, net.loss, Xd, Yd, rates,
-                                      factor, batch_size, orders)
-        lo += len(part)
-        losses.append(loss)
-        diverged.append(div)
-        for i, (W, b) in enumerate(stacked):
-            params[i].append((np.asarray(be.to_numpy(W)), np.asarray(be.to_numpy(b))))
-    stacked = [(np.concatenate([W for W, _ in layer]), np.concatenate([b for _, b in layer]))
-               for layer in params]
-    losses = losses[0] if len(losses) == 1 else np.concatenate(losses)  # (C, epochs): large
-    return SweepResult(net, configs, losses, np.concatenate(diverged), stacked)
+    # not depend on the chunking; None: the workers plan it (the backend is not usable
+    # here), for the whole sweep too.
+    path = None if be is None else be.plan("sweep", work.spec, n, batch_size, C, epochs)
+    job = SweepJob(name, tuple((d.n_in, d.n_out, d.activation) for d in net.layers),
+                   work.spec, net.loss, net.dtype, factor, epochs, batch_size, bool(shuffle),
+                   C, n, path, every)
+    chunking = {"chunk_size": chunk_size or _default_chunk(net, n, batch_size, C)}
+    key = None
+    if checkpoint is not None:
+        from .sweep_checkpoint import open_folder, sweep_key
+        host = (np.asarray(be.to_numpy(Xd)), np.asarray(be.to_numpy(Yd))) \
+            if be is not None else (Xd, Yd)
+        key, summary = sweep_key(job, all_rates, seed_of, *host, rungs)
+        checkpoint = os.path.abspath(os.fsdecode(checkpoint))
+        chunking = open_folder(checkpoint, key, summary, chunking)
+    got = run_sweep(job, runner, Xd, Yd, all_rates, seed_of, configs, chunking, rungs,
+                    checkpoint, key, progress)
+    return SweepResult(net, configs, got.loss, got.diverged_epoch, got.stacked,
+                       job.recorded_epochs(), got.first_loss, got.pruned_epoch, got.path,
+                       got.net_epochs, got.chunks_run, got.chunks_reused)
+
+
+def _remote_backend(backend):
+    """(Backend or None, name) for chunks that run elsewhere: the backend is used here
+    only to plan the path, and may be unusable here (GPU workers, CPU driver)."""
+    from .backends import Backend, BackendUnavailableError
+    if isinstance(backend, Backend):
+        return backend, backend.name
+    try:
+        be = get_backend(backend)
+    except BackendUnavailableError:
+        return None, backend
+    return be, be.name
+
+
+def _record_every(value, epochs):
+    """record_every as k >= 1 (None: every epoch; "final": the last only)."""
+    if value is None:
+        return 1
+    if value == "final":
+        return epochs
+    if isinstance(value, str):
+        raise ValueError(f"record_every: expected an integer >= 1 or 'final', got {value!r}")
+    return check_positive_int("record_every", value)
+
+
+def _halving(halving, min_epochs, epochs):
+    """None, or (eta, min_epochs) for successive halving."""
+    if halving is None:
+        if min_epochs is not None:
+            raise ValueError("min_epochs: applies to successive halving only; pass halving=ETA "
+                             "too")
+        return None
+    eta = check_positive_int("halving", halving, minimum=2)
+    if min_epochs is None:
+        min_epochs = max(1, epochs // eta ** 2)
+    return eta, check_positive_int("min_epochs", min_epochs, maximum=epochs)
 
 
 class _PerConfig:
@@ -247,9 +334,14 @@ def _check_rates(lrs, factor):
                          f"finite and > 0")
 
 
-def _orders(seed, epochs, n):
-    rng = np.random.default_rng([seed, 1])
-    return np.stack([rng.permutation(n) for _ in range(epochs)])
+def _default_chunk(net, n, batch_size, configs):
+    """Configurations per chunk: at least ``CHUNK_MIN``, else enough for ``CHUNKS``
+    chunks (work for several workers), at most what fits in ``MEMORY_BUDGET``. It depends
+    on the sweep alone, never on the executor: the stacked path's BLAS GEMMs may round a
+    configuration differently in chunks of other sizes, so the same chunks everywhere is
+    what makes every executor's result bit-identical to the in-process one."""
+    fits = max(1, MEMORY_BUDGET // _bytes_per_config(net, n, batch_size))
+    return min(fits, max(CHUNK_MIN, -(-configs // CHUNKS)))
 
 
 def _bytes_per_config(net, n, batch_size):
