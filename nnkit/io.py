@@ -57,11 +57,21 @@ def save(net, path):
     for i, (W, b) in enumerate(net.get_params()):
         arrays[f"W{i}"] = W
         arrays[f"b{i}"] = b
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = _create_temp_file(folder)
+    write_atomically(path, arrays)
+
+
+def write_atomically(path, content):
+    """Write ``content`` (bytes, or a dict of arrays saved with ``np.savez``, no pickle)
+    to ``path`` through a new temporary file in the same folder that is fsynced and
+    renamed over it: a reader sees the old file or the new one, never a part. The file
+    gets the mode the umask gives new files. Returns ``path``."""
+    fd, tmp = _create_temp_file(os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            if isinstance(content, bytes):
+                fh.write(content)
+            else:
+                np.savez(fh, **content)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -71,6 +81,7 @@ def save(net, path):
         except OSError:
             pass
         raise
+    return path
 
 
 def _create_temp_file(folder):

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from .io import _create_temp_file
+from .io import write_atomically
 from .sweep_chunk import ChunkResult
 
 FORMAT = "nnkit-sweep-checkpoint"
@@ -151,23 +151,5 @@ def write_from_worker(task, result):
 
 
 def _write_atomic(folder, name, content):
-    """Write bytes or a dict of arrays (``np.savez``) to folder/name via a temporary file
-    that is fsynced and renamed; returns the path."""
-    path = os.path.join(folder, name)
-    fd, tmp = _create_temp_file(folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(content, bytes):
-                fh.write(content)
-            else:
-                np.savez(fh, **content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    """``io.write_atomically`` to folder/name; returns the path."""
+    return write_atomically(os.path.join(folder, name), content)
