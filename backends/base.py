@@ -12,6 +12,7 @@ applied only for prediction, which keeps the loss finite for any z.
 from __future__ import annotations
 
 import contextlib
+import functools
 import contextvars
 import threading
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ class ModelSpec:
     loss: str
     dtype: str
 
-    @property
+    @functools.cached_property
     def weights(self) -> int:
         """Number of weights (not biases) of one network."""
         return sum(a * b for a, b in zip(self.sizes, self.sizes[1:]))
@@ -46,6 +47,10 @@ class ModelSpec:
 
 
 Array = Any  # the backend's own array type (numpy.ndarray, cupy.ndarray, ...)
+
+#: Set (by ``Network.fit``'s Ctrl-C handler) to ask epoch loops run from Python to stop
+#: at the end of the current epoch; compiled multi-epoch calls finish their slice.
+STOP_REQUESTED = threading.Event()
 CALLS = ("step", "epochs", "sweep")  # the training calls a backend plans a path for
 
 # {backend name: path} forced by Backend.use_path, and the records of the open blocks.
@@ -161,23 +166,24 @@ class Backend:
         return path
 
     @contextlib.contextmanager
-    def use_path(self, path: str):
+    def use_path(self, path: str, record: bool = True):
         """Within the block, every call that ``path`` can run takes it (other calls are
         planned as usual); yields a ``PathRecord`` of the (call, path) pairs this backend
-        ran. The setting is a contextvar: it holds in this thread (and asyncio task) only;
-        a thread started inside the block plans as usual.
-        A forced path that cannot run a particular call (say full-batch only, on
-        mini-batches) raises ValueError when that call is made."""
+        ran (``record=False``: none kept, for long runs). The setting is a contextvar: it
+        holds in this thread (and asyncio task) only; a thread started inside the block
+        plans as usual. A forced path that cannot run a particular call (say full-batch
+        only, on mini-batches) raises ValueError when that call is made."""
         if path not in self.paths:
             raise ValueError(f"path: the {self.name} backend's paths are "
                              f"{tuple(self.paths)}, got {path!r}")
-        record = PathRecord()
+        ran = PathRecord()
         forced = _FORCED.set({**_FORCED.get(), self.name: path})
-        records = _RECORDS.set(_RECORDS.get() + ((self.name, record),))
+        records = _RECORDS.set(_RECORDS.get() + ((self.name, ran),)) if record else None
         try:
-            yield record
+            yield ran
         finally:
-            _RECORDS.reset(records)
+            if records is not None:
+                _RECORDS.reset(records)
             _FORCED.reset(forced)
 
     # ----------------------------------------------------------------- arrays
@@ -453,7 +459,8 @@ class Backend:
 
     def _epochs_by_steps(self, step, state, X, Y, lrs, batch_size, orders):
         """Epochs as a Python loop over ``step(state, Xb, Yb, lr)``; losses stay on the
-        device and are read once per block of 64 epochs."""
+        device and are read once per block of 64 epochs. Stops after a whole epoch when
+        ``STOP_REQUESTED`` is set (the epochs not run keep NaN losses)."""
         xp = self.xp
         n = X.shape[0]
         epochs = len(lrs)
@@ -471,7 +478,8 @@ class Backend:
                     stop = min(start + batch_size, n)
                     Xb, Yb = self.gather_batch(state, X, Y, order, start, stop)
                     chunk[e] += step(state, Xb, Yb, lr) * ((stop - start) / n)
-            if (e + 1) % block == 0 or e + 1 == epochs:
+            stop = STOP_REQUESTED.is_set()  # Ctrl-C: end after this whole epoch
+            if stop or (e + 1) % block == 0 or e + 1 == epochs:
                 got = numpy.asarray(self.to_numpy(chunk[done:e + 1]), dtype=numpy.float64)
                 bad = ~numpy.isfinite(got)
                 if bad.any():
@@ -480,6 +488,8 @@ class Backend:
                     return losses
                 losses[done:e + 1] = got
                 done = e + 1
+                if stop:
+                    return losses
         return losses
 
     def gather_batch(self, state: TrainState, X: Array, Y: Array, order, start: int,

@@ -250,9 +250,13 @@ class NumbaBackend(StackedSweeps, Backend):
     def _epochs_generated(self, state, X, Y, lrs, batch_size, orders):
         if batch_size is not None:
             raise ValueError("the generated epochs path trains full batches only")
-        from ._numba_codegen import kernel as generated
-        kernel = generated("fit", state.spec.sizes, state.activations, state.loss, X.shape[0],
-                           state.dtype.name)
+        cache = state.buffers(X.shape[0]).cache
+        kernel = cache.get("fit_kernel")
+        if kernel is None:
+            from ._numba_codegen import kernel as generated
+            kernel = cache["fit_kernel"] = generated(
+                "fit", state.spec.sizes, state.activations, state.loss, X.shape[0],
+                state.spec.dtype)
         losses = np.full(len(lrs), np.nan)
         kernel(X, Y, *(a for pair in state.params for a in pair),
                np.ascontiguousarray(lrs, dtype=np.float64), losses)

@@ -1,11 +1,15 @@
 """``Network``: layers + loss + dtype + seed on one backend, and the one training loop."""
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 
 import numpy as np
 
 from .backends import LOSSES, TrainState
+from .backends.base import STOP_REQUESTED
 from .config import get_backend
 from .errors import TrainingDiverged, TrainingInterrupted
 from .history import History
@@ -243,6 +247,9 @@ class Network:
         if patience is not None:
             patience = check_positive_int("patience", patience)
         min_delta = check_real("min_delta", min_delta, minimum=0.0)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback: expected a callable (epoch, record), got "
+                            f"{type(callback).__name__}")
         X, Y = self.prepare(X, Y)
         val = None
         if validation_split is not None:
@@ -257,9 +264,11 @@ class Network:
         n = X.shape[0]
         if batch_size is not None and batch_size >= n:
             batch_size = None
-        # Rates are checked up front for the first _RATES_UP_FRONT epochs (all of them in any
-        # but enormous runs), later ones slice by slice before the slice runs.
+        # Every epoch's rate is checked up front; the first _RATES_UP_FRONT are kept (all of
+        # them in any but enormous runs), later ones are computed again slice by slice.
         head = learning_rates(schedule, lr, min(epochs, _RATES_UP_FRONT))
+        for start in range(len(head), epochs, _RATES_UP_FRONT):
+            learning_rates(schedule, lr, min(_RATES_UP_FRONT, epochs - start), start)
 
         def rates(start, k):
             if start + k <= len(head):
@@ -278,34 +287,40 @@ class Network:
         wait = 0
         slicer = _Slicer(self.spec, n, epochs, batch_size, per_epoch, bar is not None)
         previous = None  # the last chunk run: (its start snapshot, lrs, orders)
+        # One path for the whole run (slices of other lengths would plan other kernels).
+        path = self.backend.plan("epochs", self.spec, n, batch_size, 1, epochs)
         try:
-            while done < epochs:
-                k = slicer.next_chunk(epochs - done)
-                t0 = time.perf_counter()
-                previous = self._run_chunk(X, Y, rates(done, k), batch_size, shuffle, hist,
-                                           done, previous)
-                slicer.record(k, time.perf_counter() - t0)
-                done += k
-                if bar is not None:
-                    bar.update(k)
-                    bar.set_postfix(loss=f"{hist.loss[-1]:.4g}", lr=f"{hist.lr[-1]:.3g}")
-                if not per_epoch:
-                    continue
-                record = {"epoch": done - 1, "loss": hist.loss[-1], "lr": hist.lr[-1]}
-                if val is not None:
-                    record["val_loss"] = self.evaluate_prepared(*val)
-                    hist.val_loss.append(record["val_loss"])
-                if callback is not None:
-                    callback(done - 1, record)
-                monitored = record.get("val_loss", record["loss"])
-                if monitored < best[0] - min_delta:
-                    best = (monitored, done - 1, self._snapshot() if restore_best else None)
-                    wait = 0
-                else:
-                    wait += 1
-                    if patience is not None and wait >= patience:
-                        hist.stopped_epoch = done - 1
-                        break
+            with _stop_on_ctrl_c(slicer.estimate(epochs) > 0.05), \
+                    self.backend.use_path(path, record=False):
+                while done < epochs:
+                    k = slicer.next_chunk(epochs - done)
+                    t0 = time.perf_counter()
+                    previous = self._run_chunk(X, Y, rates(done, k), batch_size, shuffle,
+                                               hist, done, previous)
+                    slicer.record(k, time.perf_counter() - t0)
+                    if STOP_REQUESTED.is_set():
+                        raise TrainingInterrupted(len(hist.loss), hist)
+                    done += k
+                    if bar is not None:
+                        bar.update(k)
+                        bar.set_postfix(loss=f"{hist.loss[-1]:.4g}", lr=f"{hist.lr[-1]:.3g}")
+                    if not per_epoch:
+                        continue
+                    record = {"epoch": done - 1, "loss": hist.loss[-1], "lr": hist.lr[-1]}
+                    if val is not None:
+                        record["val_loss"] = self.evaluate_prepared(*val)
+                        hist.val_loss.append(record["val_loss"])
+                    if callback is not None:
+                        callback(done - 1, record)
+                    monitored = record.get("val_loss", record["loss"])
+                    if monitored < best[0] - min_delta:
+                        best = (monitored, done - 1, self._snapshot() if restore_best else None)
+                        wait = 0
+                    else:
+                        wait += 1
+                        if patience is not None and wait >= patience:
+                            hist.stopped_epoch = done - 1
+                            break
         except KeyboardInterrupt as exc:  # between slices (inside one: _run_chunk)
             if isinstance(exc, TrainingInterrupted):
                 raise
@@ -333,6 +348,10 @@ class Network:
             with np.errstate(over="ignore", invalid="ignore"):
                 losses = self.backend.train_epochs(self._state, X, Y, lrs, batch_size, orders)
             finite = np.isfinite(losses)
+            if not finite.all() and STOP_REQUESTED.is_set() and self._params_finite():
+                k = int(np.argmin(finite))  # Ctrl-C: a Python loop stopped after k epochs
+                hist.extend(losses[:k], lrs[:k])
+                return snapshot, lrs[:k], None if orders is None else orders[:k]
             if finite.all() and self._params_finite():
                 hist.extend(losses, lrs)
                 return snapshot, lrs, orders
@@ -388,6 +407,31 @@ def _split(X, Y, fraction):
     return X[:n - n_val], Y[:n - n_val], (X[n - n_val:], Y[n - n_val:])
 
 
+@contextlib.contextmanager
+def _stop_on_ctrl_c(wanted=True):
+    """In the main thread, with Python's default SIGINT handler: the first Ctrl-C asks the
+    training to stop after the current epoch (``STOP_REQUESTED``), keeping every whole
+    epoch; a second one interrupts at once. Elsewhere, and for runs too short to be worth
+    the ~10 µs of installing a handler (``wanted`` False), Ctrl-C is an ordinary
+    KeyboardInterrupt: fit then goes back to the start of the slice it interrupted."""
+    if not wanted or (threading.current_thread() is not threading.main_thread()
+                      or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+
+    STOP_REQUESTED.clear()
+
+    def request_stop(signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one is final
+        STOP_REQUESTED.set()
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        STOP_REQUESTED.clear()
+
+
 class _Slicer:
     """Epochs per backend call. A compiled backend runs a whole call without returning to
     Python, where Ctrl-C is handled, so long runs are cut into slices of about
@@ -403,6 +447,10 @@ class _Slicer:
             self.cap = min(self.cap, max(1, _MAX_ORDER_INTS // n))
         flops = 6 * n * spec.weights + 50 * n * sum(spec.sizes[1:])
         self.epoch_s = flops / 0.5e9  # 0.5 GFLOP/s: slower than any compiled path here
+
+    def estimate(self, epochs):
+        """Seconds ``epochs`` epochs are expected to take (before any is measured)."""
+        return epochs * self.epoch_s
 
     def next_chunk(self, remaining):
         if self.per_epoch:

@@ -57,12 +57,11 @@ def test_ctrl_c_stops_within_half_a_second_keeping_whole_epochs(backend, batch_s
     assert isinstance(info.value, KeyboardInterrupt)
     assert caught - sent[0] < 0.5
     epochs = info.value.epoch
-    assert epochs == len(info.value.history.loss)  # 0 if the first slice was cut short
+    assert epochs == len(info.value.history.loss) > 0  # every whole epoch is kept
     # The parameters are those of exactly `epochs` whole epochs, to the bit.
     again = make()
     again.set_params(start)
-    if epochs:
-        again.fit(X, Y, epochs=epochs, lr=0.05, batch_size=batch_size)
+    again.fit(X, Y, epochs=epochs, lr=0.05, batch_size=batch_size)
     for (W, b), (W2, b2) in zip(net.get_params(), again.get_params()):
         np.testing.assert_array_equal(W, W2)
         np.testing.assert_array_equal(b, b2)
@@ -167,3 +166,35 @@ def test_dtype_none_is_not_float64():
 def test_float64_data_that_fits_float32_is_accepted():
     net = or_net("numpy", dtype="float32")
     net.fit(np.full((4, 2), 3e38), Y4, epochs=1, lr=1e-40)  # large but finite in float32
+
+
+def test_a_callback_must_be_callable():
+    net = or_net("numpy")
+    before = net.get_params()
+    with pytest.raises(TypeError, match="callback"):
+        net.fit(X4, Y4, epochs=3, callback=5)
+    np.testing.assert_array_equal(net.get_params()[0][0], before[0][0])
+
+
+def test_schedules_are_checked_for_every_epoch_before_training():
+    """Also past the rates kept up front (2**20 epochs): nothing trains."""
+    net = or_net("numpy")
+    before = net.get_params()
+    bad_late = lambda e: 1.0 if e < 1_100_000 else 0.0  # noqa: E731
+    with pytest.raises(ValueError, match="lr_schedule: .* epoch 1100000"):
+        net.fit(X4, Y4, epochs=1_200_000, lr=0.5, lr_schedule=bad_late)
+    np.testing.assert_array_equal(net.get_params()[0][0], before[0][0])
+
+
+def test_second_ctrl_c_interrupts_at_once_and_handlers_are_restored():
+    """The first Ctrl-C asks for a stop after the epoch; the handler is Python's again
+    after fit, so a Ctrl-C outside training is an ordinary KeyboardInterrupt."""
+    X, Y = nnkit.datasets.or_gate()
+    net = or_net("numpy")
+    sent, timer = interrupt_after(0.3)
+    try:
+        with pytest.raises(nnkit.TrainingInterrupted):
+            net.fit(X, Y, epochs=10**6, lr=0.5, progress=False)
+    finally:
+        timer.cancel()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
