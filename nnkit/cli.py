@@ -135,6 +135,17 @@ def _dataset(args):
         raise ValueError(f"--dataset: {msg}") from None
 
 
+def _fraction(text):
+    """A number strictly between 0 and 1 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
+    return value
+
+
 def check_output_path(option, path):
     """Raise ValueError unless ``path`` can be written: not a folder, in an existing
     folder this process can create files in. Run before training, not after."""
@@ -434,7 +445,8 @@ def _parser():
                    help="default: full batch")
     p.add_argument("--schedule", default=None, choices=tuple(SCHEDULES),
                    help="(default: constant)")
-    p.add_argument("--validation-split", type=float, default=None)
+    p.add_argument("--validation-split", type=_fraction, default=None,
+                   help="hold out this fraction of the data (the last samples), in (0, 1)")
     p.add_argument("--save", default=None, help="write the trained network (.npz)")
     p.add_argument("--plot", default=None, help="write a PNG (decision boundary for 2-D data)")
     p.add_argument("--plot-cost", action="store_true", help="plot the cost curve instead")
@@ -482,11 +494,21 @@ def _parser():
     return parser
 
 
+# The API's argument names in its messages, as the CLI options that set them.
+_OPTIONS = {"lr": "--lr", "epochs": "--epochs", "batch_size": "--batch-size",
+            "validation_split": "--validation-split", "seed": "--seed",
+            "lr_schedule": "--schedule", "dtype": "--dtype", "loss": "--loss",
+            "trace": "--trace", "chunk_size": "--chunk-size"}
+
+
 def _describe(exc):
-    """One line for an expected error; an OSError names its file."""
+    """One line for an expected error; an OSError names its file; a message about an API
+    argument names the option instead."""
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
-    return _one_line(exc)
+    line = _one_line(exc)
+    name, sep, rest = line.partition(": ")
+    return f"{_OPTIONS[name]}: {rest}" if sep and name in _OPTIONS else line
 
 
 def main(argv=None):

@@ -333,3 +333,14 @@ def test_empty_history_does_not_divide_by_zero(capsys, monkeypatch):
     monkeypatch.setattr(nnkit.Network, "fit", lambda self, *a, **k: nnkit.History())
     code, out, err = run(capsys, "train", "--quiet")
     assert code == 0 and "trained 0 epochs" in out
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1.5", "0", "x"])
+def test_validation_split_must_be_a_fraction(capsys, value):
+    line = error_line(capsys, "train", "--validation-split", value, "--quiet")
+    assert "--validation-split" in line and "(0, 1)" in line
+
+
+def test_api_argument_errors_name_the_option(capsys):
+    line = error_line(capsys, "train", "--lr", "nan", "--quiet")
+    assert line.startswith("nnkit train: error: --lr: ")
