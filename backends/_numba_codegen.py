@@ -476,13 +476,33 @@ def guard_numba_cache(module):
     function of ``module``: its index (``.nbi``) and data (``.nbc``) files, in
     ``__pycache__`` or ``NUMBA_CACHE_DIR``, are deleted and it compiles afresh, writing a
     new entry. Idempotent; does nothing where numba's cache internals differ."""
+    from numba.core.caching import NullCache
     from numba.core.dispatcher import Dispatcher
     for obj in vars(module).values():
         cache = getattr(obj, "_cache", None) if isinstance(obj, Dispatcher) else None
         index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
         if index and not getattr(cache, "_nnkit_guarded", False):
+            why = _untrusted_numba_folder(os.path.dirname(index))
+            if why is not None:  # numba unpickles its index: never read what others wrote
+                obj._cache = NullCache()
+                UNCACHED[os.path.dirname(index)] = why
+                continue
             cache.load_overload = _guarded_load(cache.load_overload, index)
             cache._nnkit_guarded = True
+
+
+#: numba cache folders not used because they are not safe, with the reason (nnkit info).
+UNCACHED = {}
+
+
+def _untrusted_numba_folder(folder):
+    """Why numba's cache folder ``folder`` (its index files are pickles) may not be read,
+    or None: it is made private (0700) if it does not exist yet, then must pass
+    ``_untrusted_dir``. ``NUMBA_CACHE_DIR`` may well be a shared folder (say /tmp)."""
+    if not os.path.lexists(folder):
+        with contextlib.suppress(OSError):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+    return _untrusted_dir(folder)
 
 
 def _guarded_load(load, index):

@@ -80,12 +80,14 @@ class NumbaBackend(StackedSweeps, Backend):
         from numba.core.config import CACHE_DIR
         where = CACHE_DIR or os.path.join(os.path.dirname(__file__), "__pycache__")
         ok = os.access(where if os.path.isdir(where) else os.path.dirname(where), os.W_OK)
-        from ._numba_codegen import cache_dir_and_reason
+        from ._numba_codegen import UNCACHED, cache_dir_and_reason
         kernels, why = cache_dir_and_reason()
         return [f"cache dir {where} ({'writable' if ok else 'NOT writable'}; "
                 "set NUMBA_CACHE_DIR to change)",
                 f"generated kernels in {kernels} " + (f"(a private temp folder: {why})" if why
-                                                      else "(set NNKIT_CACHE_DIR to change)")]
+                                                      else "(set NNKIT_CACHE_DIR to change)")
+                ] + [f"numba cache folder {folder} not used: it {reason} (kernels compile "
+                     "in every process)" for folder, reason in sorted(UNCACHED.items())]
 
     def _loops(self, rows, *arrays):
         """True where hand-written loops beat BLAS/ufunc calls for this much work (never

@@ -255,3 +255,34 @@ def test_guard_is_idempotent():
     load = _numba_kernels.sgd_update._cache.load_overload
     _numba_codegen.guard_numba_cache(_numba_kernels)
     assert _numba_kernels.sgd_update._cache.load_overload is load
+
+
+class _Evil:
+    """A pickle that, when loaded, leaves a marker file: a planted numba index."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_planted_index_in_a_shared_numba_cache_dir_is_not_unpickled(tmp_path, reference):
+    """NUMBA_CACHE_DIR may be a shared folder: numba unpickles its index files, so a
+    folder others can write is not used at all (kernels compile in every process)."""
+    import pickle
+    shared = tmp_path / "numba-shared"
+    shared.mkdir()
+    first = _run(TRAIN.format(backend="numba", path="generated"), tmp_path / "nnkit", shared)
+    _check(first, reference)
+    marker = tmp_path / "MARKER"
+    indexes = list(shared.rglob("*.nbi"))
+    assert indexes  # numba cached there while the folder was private
+    for folder in {p.parent for p in indexes}:
+        folder.chmod(0o777)  # now others could have written...
+    for index in indexes:
+        index.write_bytes(pickle.dumps(_Evil(marker)))  # ...and did
+    again = _run(TRAIN.format(backend="numba", path="generated"), tmp_path / "nnkit", shared)
+    _check(again, reference)
+    assert not marker.exists()
