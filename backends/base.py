@@ -145,6 +145,11 @@ class Backend:
         by backends with more than one path)."""
         return "reference"
 
+    def planning_thresholds(self) -> dict:
+        """The size limits ``choose_path`` compares against, by name (for reports such as
+        ``nnkit bench --scaling``); empty for a backend with one path per call."""
+        return {}
+
     def plan(self, call: str, spec: ModelSpec, rows: int, batch_size: int | None = None,
              configs: int = 1, epochs: int = 1) -> str:
         """The named path ``call`` ("step", "epochs" or "sweep") takes for a network of

@@ -198,6 +198,10 @@ class NumbaBackend(StackedSweeps, Backend):
     paths = {"generated": CALLS, "fused": ("step", "epochs"), "blas": ("step", "epochs"),
              **StackedSweeps.sweep_paths}
 
+    def planning_thresholds(self):
+        return {"CODEGEN_MAX_WEIGHTS": CODEGEN_MAX_WEIGHTS, "CODEGEN_MAX_ROWS": CODEGEN_MAX_ROWS,
+                "CODEGEN_MIN_WORK": CODEGEN_MIN_WORK, "LOOP_MAX_WORK": LOOP_MAX_WORK}
+
     def choose_path(self, call, spec, rows, batch_size, configs, epochs):
         """generated: tiny networks (CODEGEN_*), and only for calls with enough work to
         pay for generating a kernel once; fused: the generic loop kernels while

@@ -167,11 +167,11 @@ def check_output_path(option, path):
         raise ValueError(f"{option}: {path!r} exists and is not writable")
 
 
-def _check_plotting(option):
+def check_plotting(option):
     """Raise ValueError now, not after training, when matplotlib cannot be imported."""
-    from .plot import _plt
+    from .plot import pyplot
     try:
-        _plt()
+        pyplot()
     except ImportError as exc:
         raise ValueError(f"{option}: {exc}") from None
 
@@ -242,7 +242,7 @@ def cmd_train(args):
         check_output_path("--save", args.save)
     if args.plot:
         check_output_path("--plot", args.plot)
-        _check_plotting("--plot")
+        check_plotting("--plot")
     X, Y = _dataset(args)
     net = _build(args, X, Y)
     progress = False if args.quiet else None
@@ -323,7 +323,7 @@ def cmd_sweep(args):
         check_output_path("--json", args.json)
     if args.plot:
         check_output_path("--plot", args.plot)
-        _check_plotting("--plot")
+        check_plotting("--plot")
     if args.workers is not None and args.scheduler is not None:
         raise ValueError("--workers, --scheduler: give one (a local pool of N workers, or "
                          "an existing Dask scheduler)")

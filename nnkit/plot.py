@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot (Agg backend unless one is chosen), or ImportError saying what to
+    install. Plotting code can call it first to fail before any work is done."""
     try:
         import matplotlib
         matplotlib.use("Agg", force=False)
@@ -16,7 +18,7 @@ def _plt():
 
 def cost_curve(curves, log=True, title="cost"):
     """Cost against epoch for one or several runs: ``{label: losses}``."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, losses in curves.items():
         ax.plot(np.arange(len(losses)), losses, label=str(label))
@@ -32,7 +34,7 @@ def cost_curve(curves, log=True, title="cost"):
 
 def decision_boundary(net, X, Y, resolution=200):
     """Network output over the plane of 2-D data, with the 0.5 contour and the samples."""
-    plt = _plt()
+    plt = pyplot()
     X = np.asarray(X, dtype=float)
     Y = np.asarray(Y).reshape(len(X), -1)[:, 0]
     pad = 0.5
@@ -54,7 +56,7 @@ def decision_boundary(net, X, Y, resolution=200):
 def lr_comparison(result):
     """A SweepResult's picture: final loss against learning rate (one line per seed)
     and the cost curves coloured by rate (seed 001's too small / good / too large)."""
-    plt = _plt()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     seeds = sorted({c["seed"] for c in result.configs})
     for s in seeds:
@@ -87,7 +89,7 @@ def scaling(result):
     roofline of each device as a horizontal line, the planned path hand-overs (grey,
     dashed) and the measured crossovers (coloured, dotted) as vertical lines between the
     two grid points they fall between."""
-    plt = _plt()
+    plt = pyplot()
     axes_names = list(result["axes"])
     fig, axs = plt.subplots(1, len(axes_names), figsize=(6.5 * len(axes_names), 5.2),
                             squeeze=False)

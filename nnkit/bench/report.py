@@ -86,14 +86,14 @@ def add_bench_parser(sub):
 
 def cmd_bench(args):
     import nnkit
-    from ..cli import _check_plotting, check_output_path
+    from ..cli import check_plotting, check_output_path
     if args.json:
         check_output_path("--json", args.json)  # before the minutes of measuring
     if args.plot:
         if not args.scaling:
             raise ValueError("--plot: only with --scaling")
         check_output_path("--plot", args.plot)
-        _check_plotting("--plot")
+        check_plotting("--plot")
     backends = args.backends.split(",") if args.backends else nnkit.available_backends()
     for name in backends:
         try:

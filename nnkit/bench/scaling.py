@@ -42,7 +42,6 @@ MISMATCH = 0.10      # a planned path this much slower than the fastest measured
 PEERS = {"torch": (("torch eager", "make_torch_eager"), ("torch manual", "make_torch_manual")),
          "jax": (("jax jit", "make_jax_jit"),)}
 # The numba planner's constants the measured crossovers are set against.
-THRESHOLDS = ("CODEGEN_MAX_WEIGHTS", "CODEGEN_MAX_ROWS", "LOOP_MAX_WORK")
 
 
 def workload(width, batch, n_in=N_IN, n_out=N_OUT, output="sigmoid"):
@@ -204,7 +203,7 @@ def run_scaling(backends, dtype="float32", peers=(), quick=False, widths=None, b
                        "batch": {"values": list(batches), "width": fixed_width}},
               "backends": list(backends), "peers": peers,
               "skipped": [{"series": s, "note": n} for s, n in missing.items()],
-              "rooflines": rooflines, "rows": rows, "thresholds": numba_thresholds(),
+              "rooflines": rooflines, "rows": rows, "thresholds": planning_thresholds(backends),
               "budget_s": budget, "reach": reach,
               "loadavg_1min": {"start": load[0], "end": load[1]}}
     result["crossovers"] = find_crossovers(result)
@@ -220,13 +219,20 @@ def _loadavg():
         return None
 
 
-def numba_thresholds():
-    """The numba planner's size constants (reading them imports no numba)."""
-    try:
-        from ..backends import numba_backend as nb
-    except ImportError:
-        return {}
-    return {k: getattr(nb, k) for k in THRESHOLDS if hasattr(nb, k)}
+def planning_thresholds(backends):
+    """Each backend's planning limits (``Backend.planning_thresholds``), where it has any."""
+    import nnkit
+    out = {}
+    for name in backends:
+        th = nnkit.get_backend(name).planning_thresholds()
+        if th:
+            out[name] = th
+    return out
+
+
+def _on_cpu(name):
+    import nnkit
+    return nnkit.get_backend(name).device() == "cpu"
 
 
 # ------------------------------------------------------------------- crossovers
@@ -354,10 +360,12 @@ def find_crossovers(result):
             out.append(dict(overtake(xs, times["numba"], times["numpy"], margin=TIE),
                             axis=axis, kind="catch-up", what=f"numpy within {TIE:.0%} of "
                                                              f"numba or faster"))
-        cpu = [n for n in backends if n != "cupy" and n in times]
-        if "cupy" in times and cpu:
-            out.append(dict(overtake(xs, fastest(*(times[n] for n in cpu)), times["cupy"]),
-                            axis=axis, kind="gpu", what="cupy beats the best CPU backend"))
+        cpu = [n for n in backends if n in times and _on_cpu(n)]
+        for gpu in [n for n in backends if n in times and not _on_cpu(n)]:
+            if cpu:
+                out.append(dict(overtake(xs, fastest(*(times[n] for n in cpu)), times[gpu]),
+                                axis=axis, kind="gpu",
+                                what=f"{gpu} beats the best CPU backend"))
         ours = fastest(*(times[n] for n in backends if n in times))
         for peer in [s for s in times if s not in backends and ":" not in s]:
             for a, b, what in ((ours, times[peer], f"{peer} beats the best nnkit backend"),
@@ -422,12 +430,9 @@ def format_scaling(result):
                "before):")
     for c in result["crossovers"]:
         out.append("  " + describe_crossover(c, result))
-    th = result.get("thresholds") or {}
-    if th:
-        out.append("numba planning thresholds: " + ", ".join(f"{k} = {v}" for k, v in th.items())
-                   + " (step: generated while weights <= CODEGEN_MAX_WEIGHTS and rows <= "
-                     "CODEGEN_MAX_ROWS, else fused while rows*weights <= LOOP_MAX_WORK, "
-                     "else blas)")
+    for name, th in (result.get("thresholds") or {}).items():
+        out.append(f"{name} planning thresholds: "
+                   + ", ".join(f"{k} = {v}" for k, v in th.items()))
     return "\n".join(out)
 
 
