@@ -17,6 +17,7 @@ import numpy as np
 # Per train_many call, the (configs, epochs) float64 loss block a worker holds when it keeps
 # only some epochs' losses (record_every > 1): longer chunks are trained in epoch blocks.
 LOSS_BLOCK_BYTES = 64 * 2 ** 20
+ORDER_BLOCK_BYTES = 64 * 2 ** 20  # shuffled mini-batches: sample orders per epoch block
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,8 @@ def train_chunk(task, X, Y, backend=None):
     step = task.e1 - task.e0
     if job.record_every > 1:  # bounded loss blocks; the arithmetic is the same
         step = max(1, min(step, LOSS_BLOCK_BYTES // (8 * c)))
+    if job.batch_size is not None and job.shuffle:  # bounded (c, epochs, n) sample orders
+        step = max(1, min(step, ORDER_BLOCK_BYTES // (8 * c * n)))
     alive = np.arange(c)
     for start in range(task.e0, task.e1, step):
         stop = min(start + step, task.e1)
