@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,7 +25,48 @@ def _gpu_reason():
     return None if ok else f"no usable GPU: {why.splitlines()[0] if why else 'cupy unusable'}"
 
 
+# Cold caches (a fresh clone, CI): numba compiles each kernel once, seconds apiece, charged
+# to the first test that calls it. A run that collects many numba tests compiles the
+# costliest ones in a second process meanwhile (tests/warm_kernels.py, on the other core);
+# the tests then load them from numba's disk cache. NNKIT_TEST_WARMUP=0 turns it off.
+WARMUP_MIN_NUMBA_TESTS = 100
+_warmup = {}
+
+
+# Modules that compile the most kernels of their own (generated kernels for their shapes,
+# in the process or in subprocesses: `nnkit bench`, the examples): with the warm-up they
+# run last, in this order, when warm_kernels.py has put their kernels on disk.
+LATE_MODULES = ("test_paths.py", "test_sweep.py", "test_bench_cli.py", "test_examples.py")
+
+
+def _start_warmup(items):
+    """Start warm_kernels.py (returns True) when ``items`` hold enough numba tests."""
+    if os.environ.get("NNKIT_TEST_WARMUP", "1") == "0" or "numba" not in BACKENDS:
+        return False
+    if sum("numba" in item.nodeid for item in items) < WARMUP_MIN_NUMBA_TESTS:
+        return False
+    script = os.path.join(os.path.dirname(__file__), "warm_kernels.py")
+    log = os.environ.get("NNKIT_TEST_WARMUP_LOG")  # its timings and errors, if wanted
+    with open(log or os.devnull, "a") as out:
+        _warmup["proc"] = subprocess.Popen(
+            [sys.executable, script], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            env={k: v for k, v in os.environ.items() if k != "NNKIT_BACKEND"})
+    return True
+
+
+def pytest_unconfigure(config):
+    proc = _warmup.pop("proc", None)
+    if proc is not None and proc.poll() is None:
+        proc.kill()  # still compiling kernels no test asked for: not worth waiting
+        proc.wait()
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config, items):
+    if _start_warmup(items):
+        late = sorted((item for item in items if item.path.name in LATE_MODULES),
+                      key=lambda item: LATE_MODULES.index(item.path.name))  # (stable)
+        items[:] = [item for item in items if item.path.name not in LATE_MODULES] + late
     reason = _gpu_reason()
     if reason is None:
         return

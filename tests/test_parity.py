@@ -5,25 +5,23 @@ import pytest
 import nnkit
 
 from conftest import BACKENDS
+from warm_kernels import PARITY_ARCHS, PARITY_ROWS
 
 OTHERS = [b for b in BACKENDS if b != "numpy"] or [
     pytest.param("numba", marks=pytest.mark.skip(reason="only the numpy backend is usable"))]
 
-ARCHS = [
-    ([2, 1], ["sigmoid"], "squared_error"),
-    ([3, 8, 2], ["tanh", "linear"], "mse"),
-    ([4, 6, 5, 1], ["relu", "sigmoid", "sigmoid"], "binary_crossentropy"),
-    ([3, 5, 5, 4, 2], ["sigmoid", "tanh", "relu", "linear"], "squared_error"),
-]
+# Shared with warm_kernels.py, which compiles their generated kernels ahead of the tests.
+ARCHS = PARITY_ARCHS
+ROWS = PARITY_ROWS
 
 
 def run(backend, sizes, acts, loss, dtype, steps, batch_size, shuffle):
     rng = np.random.default_rng(7)
-    X = rng.normal(size=(24, sizes[0]))
-    Y = rng.uniform(size=(24, sizes[-1]))
+    X = rng.normal(size=(ROWS, sizes[0]))
+    Y = rng.uniform(size=(ROWS, sizes[-1]))
     net = nnkit.Network([nnkit.Dense(a, b, k) for a, b, k in zip(sizes, sizes[1:], acts)],
                         loss=loss, dtype=dtype, seed=3, backend=backend)
-    per_epoch = 1 if batch_size is None else -(-24 // batch_size)
+    per_epoch = 1 if batch_size is None else -(-ROWS // batch_size)
     hist = net.fit(X, Y, epochs=steps // per_epoch, lr=0.05, batch_size=batch_size,
                    shuffle=shuffle)
     return np.array(hist.loss), net.get_params()

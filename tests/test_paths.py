@@ -12,6 +12,7 @@ import nnkit
 from nnkit.backends import backend_status, get_backend
 
 from conftest import BACKENDS
+from warm_kernels import PATH_ARCHS, PATH_ROWS
 
 CUPY_EMULATED = "cupy" not in BACKENDS and fake_cupy.compiler_available()
 
@@ -36,11 +37,11 @@ def make_backend(monkeypatch):
     return make
 
 
-ARCHS = [((3, 4, 2), ("tanh", "sigmoid"), "mse"),
-         ((2, 3, 1), ("relu", "sigmoid"), "binary_crossentropy")]
+# Shared with warm_kernels.py, which compiles their generated kernels ahead of the tests.
+ARCHS = PATH_ARCHS
 
 
-def data(sizes, n=8):
+def data(sizes, n=PATH_ROWS):
     rng = np.random.default_rng(5)
     return rng.normal(size=(n, sizes[0])), rng.uniform(size=(n, sizes[-1]))
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import nnkit
+from warm_kernels import OTHER_ROWS, OTHER_SHAPES
 
 
 def template(backend, dtype="float64"):
@@ -117,17 +118,13 @@ def test_minibatch_divergence_matches_separate_fits(backend):
                 np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("sizes,acts,loss", [
-    ((2, 1), ("sigmoid",), "squared_error"),
-    ((3, 2), ("sigmoid",), "binary_crossentropy"),
-    ((3, 70, 2), ("tanh", "linear"), "mse"),         # beyond the generated-kernel sizes
-    ((3, 40, 30, 2), ("relu", "sigmoid", "linear"), "squared_error"),
-    ((4, 50, 1), ("relu", "sigmoid"), "binary_crossentropy"),
-], ids=["1-layer", "1-layer-bce", "wide", "3-layer", "wide-bce"])
+# (shared with warm_kernels.py, which compiles their sweep kernels ahead of the tests)
+@pytest.mark.parametrize("sizes,acts,loss", OTHER_SHAPES,
+                         ids=["1-layer", "1-layer-bce", "wide", "3-layer", "wide-bce"])
 def test_other_shapes_equal_separate_fits(backend, sizes, acts, loss):
     rng = np.random.default_rng(4)
-    X = rng.normal(size=(30, sizes[0]))
-    Y = rng.uniform(size=(30, sizes[-1]))
+    X = rng.normal(size=(OTHER_ROWS, sizes[0]))
+    Y = rng.uniform(size=(OTHER_ROWS, sizes[-1]))
     layers = [nnkit.Dense(a, b, k) for a, b, k in zip(sizes, sizes[1:], acts)]
     net = nnkit.Network(layers, loss=loss, dtype="float64", seed=0, backend=backend)
     res = nnkit.sweep(net, X, Y, lr=[0.01, 0.2], seed=[0, 2], epochs=40)
