@@ -34,7 +34,7 @@ PARITY_ROWS = 24
 OTHER_SHAPES = [
     ((2, 1), ("sigmoid",), "squared_error"),
     ((3, 2), ("sigmoid",), "binary_crossentropy"),
-    ((3, 70, 2), ("tanh", "linear"), "mse"),         # beyond the generated-kernel sizes
+    ((3, 70, 2), ("tanh", "linear"), "mse"),         # wide, yet within the generated sizes
     ((3, 40, 30, 2), ("relu", "sigmoid", "linear"), "squared_error"),
     ((4, 50, 1), ("relu", "sigmoid"), "binary_crossentropy"),
 ]
