@@ -185,13 +185,18 @@ class Network:
         per epoch, so code that draws its own orders here stays in step with ``fit``."""
         return self._shuffle_rng.permutation(n)
 
-    def _forward(self, X):
-        be = self.backend
+    def _kernel_output(self, X):
+        """The last layer's kernel output (n, n_outputs), a new array: for
+        binary_crossentropy the logits."""
         out = X
         for (W, b), act in zip(self._state.params, self._state.activations):
-            out = be.dense_forward(out, W, b, act)
+            out = self.backend.dense_forward(out, W, b, act)
+        return out
+
+    def _forward(self, X):
+        out = self._kernel_output(X)
         if self._output_sigmoid:
-            be.activation_forward(out, "sigmoid", out=out)
+            self.backend.activation_forward(out, "sigmoid", out=out)
         return out
 
     def evaluate(self, X, Y):
@@ -202,10 +207,7 @@ class Network:
         """Mean loss as a Python float on backend arrays X, Y returned by ``prepare``
         (no checks, no conversion: for callers that evaluate the same data many times)."""
         be = self.backend
-        out = X
-        for (W, b), act in zip(self._state.params, self._state.activations):
-            out = be.dense_forward(out, W, b, act)
-        return float(be.to_numpy(be.loss(out, Y, self.loss)))
+        return float(be.to_numpy(be.loss(self._kernel_output(X), Y, self.loss)))
 
     def gradients(self, X, Y):
         """``[(dW, db), ...]`` of the mean loss over (X, Y), as NumPy arrays."""

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import nnkit
-from nnkit.backends import Backend
 from nnkit.gradcheck import GradcheckResult
+
+from test_seeds import seed002_networks
 
 
 def moons_net(backend, dtype="float32"):
@@ -58,29 +59,11 @@ def test_a_wrong_gradient_at_the_kink_is_still_caught(backend):
     assert max(res.per_layer[0] + res.per_layer[2]) < 1e-6
 
 
-class W1TransposeBug(Backend):
-    """Seed 002's bug: the hidden layer's upstream gradient uses W1^T instead of W2^T."""
-    name = "buggy"
-
-    def dense_backward(self, dZ, X, W, need_dX=True, dW=None, db=None, dX=None):
-        dW, db, dX = super().dense_backward(dZ, X, W, need_dX, dW, db, dX)
-        if need_dX:
-            dX[...] = dZ @ self.first_W.T
-        return dW, db, dX
-
-
 def test_seed002_bug_is_caught_on_a_relu_net_with_kinks(rng):
     X = np.vstack([np.zeros((2, 3)), rng.normal(size=(6, 3))])   # z = b = 0 for two rows
     Y = rng.uniform(size=(8, 3))
     layers = [nnkit.Dense(3, 3, "relu"), nnkit.Dense(3, 3, "sigmoid")]
-    buggy = W1TransposeBug()
-    net = nnkit.Network(layers, loss="mse", dtype="float64", seed=2, backend=buggy)
-    good = nnkit.Network(layers, loss="mse", dtype="float64", seed=2)
-
-    def buggy_grads(net64, X, Y):
-        buggy.first_W = net64.train_state.params[0][0]
-        return nnkit.Network.gradients(net64, X, Y)
-
+    net, good, buggy_grads = seed002_networks(layers)
     caught = nnkit.gradcheck(net, X, Y, grad_fn=buggy_grads)
     healthy = nnkit.gradcheck(good, X, Y)
     assert healthy.n_at_kink > 0 and healthy < 1e-6

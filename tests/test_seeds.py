@@ -72,17 +72,24 @@ class W1TransposeBug(Backend):
         return dW, db, dX
 
 
-def test_seed002_transposed_weight_bug_is_caught(rng):
-    X = rng.normal(size=(6, 3))
-    Y = rng.uniform(size=(6, 3))
-    layers = [nnkit.Dense(3, 3, "sigmoid"), nnkit.Dense(3, 3, "sigmoid")]
+def seed002_networks(layers, seed=2):
+    """(buggy net, healthy net, grad_fn): the same float64 network on the W1^T-bug backend
+    and on the reference, and the gradients ``gradcheck`` should use for the buggy one."""
     buggy = W1TransposeBug()
-    net = nnkit.Network(layers, loss="mse", dtype="float64", seed=2, backend=buggy)
-    good = nnkit.Network(layers, loss="mse", dtype="float64", seed=2)
+    net = nnkit.Network(layers, loss="mse", dtype="float64", seed=seed, backend=buggy)
+    good = nnkit.Network(layers, loss="mse", dtype="float64", seed=seed)
 
     def buggy_grads(net64, X, Y):
         buggy.first_W = net64.train_state.params[0][0]
         return nnkit.Network.gradients(net64, X, Y)
+    return net, good, buggy_grads
+
+
+def test_seed002_transposed_weight_bug_is_caught(rng):
+    X = rng.normal(size=(6, 3))
+    Y = rng.uniform(size=(6, 3))
+    layers = [nnkit.Dense(3, 3, "sigmoid"), nnkit.Dense(3, 3, "sigmoid")]
+    net, good, buggy_grads = seed002_networks(layers)
 
     # The bug is shape-compatible (square layers), so nothing crashes; only the check sees it.
     assert nnkit.gradcheck(net, X, Y, grad_fn=buggy_grads) > 1e-2

@@ -15,22 +15,24 @@ distributed = pytest.importorskip("distributed")
 from test_sweep_exec import LRS, same, template  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def inproc_client():
-    """Two worker threads in this process: the fast cases."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+def _local_client(processes):
+    """A client of a local cluster of two one-thread workers (processes or threads)."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=processes,
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def inproc_client():
+    """Two worker threads in this process: the fast cases."""
+    yield from _local_client(processes=False)
 
 
 @pytest.fixture(scope="module")
 def process_client():
     """Two worker processes, one thread each (numba's threads inside), with nannies."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
-        yield client
+    yield from _local_client(processes=True)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])

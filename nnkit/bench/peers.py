@@ -10,6 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def _jax_squared_error(X, Y):
+    """JAX loss of sigmoid layers [(W, b), ...] on (X, Y): squared error / (2 n)."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss_fn(params):
+        a = X
+        for W, b in params:
+            a = jax.nn.sigmoid(a @ W + b)
+        return jnp.sum((a - Y) ** 2) / (2 * X.shape[0])
+    return loss_fn
+
+
 def _init(w, dtype):
     net = w.network(backend="numpy", dtype=dtype)
     return net.get_params()
@@ -78,13 +91,7 @@ def _jax_setup(w, dtype):
     import jax.numpy as jnp
     X, Y = (jnp.asarray(a) for a in w.data(dtype))
     params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in _init(w, dtype)]
-    n = X.shape[0]
-
-    def loss_fn(params):
-        a = X
-        for W, b in params:
-            a = jax.nn.sigmoid(a @ W + b)
-        return jnp.sum((a - Y) ** 2) / (2 * n)
+    loss_fn = _jax_squared_error(X, Y)
 
     def update(params):
         loss, grads = jax.value_and_grad(loss_fn)(params)
@@ -146,13 +153,7 @@ def make_jax_sweep(w, dtype, lrs, epochs):
     params = [(jnp.asarray(np.repeat(W[None], nets, 0)), jnp.asarray(np.repeat(b[None], nets, 0)))
               for W, b in base]
     rates = jnp.asarray(np.asarray(lrs, dtype=dtype))
-    n = X.shape[0]
-
-    def loss_fn(p):
-        a = X
-        for W, b in p:
-            a = jax.nn.sigmoid(a @ W + b)
-        return jnp.sum((a - Y) ** 2) / (2 * n)
+    loss_fn = _jax_squared_error(X, Y)
 
     def step(p, lr):
         loss, g = jax.value_and_grad(loss_fn)(p)
