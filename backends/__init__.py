@@ -9,10 +9,11 @@ from __future__ import annotations
 import importlib
 import threading
 
+from ._math import LAYER_ACTIVATIONS
 from .base import ACTIVATIONS, LOSSES, Backend, ModelSpec, TrainState
 
 __all__ = ["Backend", "ModelSpec", "TrainState", "BackendUnavailableError", "get_backend",
-           "available_backends", "backend_names", "backend_status", "ACTIVATIONS", "LOSSES"]
+           "available_backends", "backend_names", "backend_status", "ACTIVATIONS", "LAYER_ACTIVATIONS", "LOSSES"]
 
 
 class BackendUnavailableError(RuntimeError):

@@ -35,7 +35,8 @@ class Dialect:
     """
 
     functions = {"exp": "math.exp", "log1p": "math.log1p", "tanh": "math.tanh",
-                 "abs": "abs", "max": "max", "sigmoid": "_sigmoid"}
+                 "abs": "abs", "max": "max", "sigmoid": "_sigmoid", "log": "math.log",
+                 "sqrt": "math.sqrt"}
 
     def num(self, value: float) -> str:
         """A constant in the data type."""
@@ -63,7 +64,14 @@ class Dialect:
         return ACTIVATION_MATH[act].derivative(self, g, a)
 
     def update(self, p: str, g: str, lr: str, rule: str = "sgd") -> str:
-        return UPDATE_MATH[rule].step(self, p, g, lr)
+        """The plain update (a rule without state, i.e. sgd) as one expression."""
+        (target, expr), = UPDATE_MATH[rule].assigns(self, Operands(p=p, g=g, lr=lr))
+        return expr
+
+    def update_lines(self, rule: str, o: "Operands") -> list:
+        """``[(target, expr), ...]`` of update rule ``rule``, to run in order (a slot
+        assigned first is read at its new value by the later lines)."""
+        return [(getattr(o, t), e) for t, e in UPDATE_MATH[rule].assigns(self, o)]
 
 
 class NumbaGenerated(Dialect):
@@ -82,14 +90,14 @@ class NumbaGenerated(Dialect):
 
     def call(self, fn, *args):
         text = super().call(fn, *args)
-        return f"DT({text})" if fn in ("sigmoid", "tanh") else text
+        return f"DT({text})" if fn in ("sigmoid", "tanh", "sqrt") else text
 
 
 class Cuda(Dialect):
     """CUDA C with ``T`` the data type (a typedef)."""
 
     functions = {"exp": "exp", "log1p": "log1p", "tanh": "tanh", "abs": "fabs",
-                 "max": "fmax", "sigmoid": "sigmoid_"}
+                 "max": "fmax", "sigmoid": "sigmoid_", "log": "log", "sqrt": "sqrt"}
 
     def num(self, value):
         return f"(T){float(value)!r}"
@@ -108,7 +116,7 @@ class Numpy(Dialect):
     """Array expressions over ``np`` (for checking the reference against the table)."""
 
     functions = {"exp": "np.exp", "log1p": "np.log1p", "tanh": "np.tanh", "abs": "np.abs",
-                 "max": "np.maximum", "sigmoid": "sigmoid"}
+                 "max": "np.maximum", "sigmoid": "sigmoid", "log": "np.log", "sqrt": "np.sqrt"}
 
     def where(self, cond, a, b):
         return f"np.where({cond}, {a}, {b})"
@@ -125,10 +133,16 @@ class Activation:
 
 @dataclass(frozen=True)
 class Loss:
+    """A loss by its per-element term and gradient. A ``rowwise`` loss (softmax
+    cross-entropy) also needs one statistic per row: ``r`` is then the row's
+    log-sum-exp of the logits, ``max_j z_j + log(sum_j exp(z_j - max_j z_j))``, which
+    every renderer computes in a pass before the terms (``ROW_LSE``)."""
+
     term_of: Expr      # (d, z, y, r) -> one output's contribution to the summed loss
     grad_of: Expr      # (d, z, y, r, n) -> d loss / d z for a batch of n rows
     mean: Expr         # (d, total, n) -> the loss from the summed terms of n rows
     residual: Expr | None = None  # (d, z, y) -> a subexpression r both may share
+    rowwise: bool = False
 
     def term(self, d, z, y, r=None):
         """The term, with the residual inline unless ``r`` names it."""
@@ -138,12 +152,34 @@ class Loss:
         return self.grad_of(d, z, y, r or self.inline_residual(d, z, y), n)
 
     def inline_residual(self, d, z, y):
+        if self.rowwise:  # a statistic of the whole row: the renderer names it r
+            return "r"
         return None if self.residual is None else f"({self.residual(d, z, y)})"
 
 
 @dataclass(frozen=True)
+class Operands:
+    """The names an update rule's lines use: parameter ``p``, gradient ``g`` (L2 already
+    added), state slots ``s1``/``s2``, rate ``lr``; hyperparameters ``h1`` (momentum or
+    beta1), ``h2`` (beta2), ``h3`` (eps); Adam's bias corrections at step t,
+    ``c1 = 1 - beta1**t`` and ``c2 = sqrt(1 - beta2**t)``."""
+
+    p: str = "p"
+    g: str = "g"
+    s1: str = "s1"
+    s2: str = "s2"
+    lr: str = "lr"
+    h1: str = "h1"
+    h2: str = "h2"
+    h3: str = "h3"
+    c1: str = "c1"
+    c2: str = "c2"
+
+
+@dataclass(frozen=True)
 class Update:
-    step: Expr         # (d, p, g, lr) -> the parameter after one update
+    slots: int         # state arrays per parameter (velocity; Adam's two moments)
+    assigns: Expr      # (d, o: Operands) -> [(target "p"/"s1"/"s2", expr), ...] in order
 
 
 def _sigmoid_exp(d, z):
@@ -192,18 +228,51 @@ LOSS_MATH = {
         lambda d, z, y, r: _bce_term(d, z, y),
         lambda d, z, y, r, n: f"({d.call('sigmoid', z)} - {y}) / {d.cast(n)}",
         lambda d, total, n: f"{total} / {n}"),
+    # On logits, r the row's log-sum-exp: -y log softmax(z) = y (lse - z); the gradient
+    # with respect to the logit is softmax(z) - y = exp(z - lse) - y.
+    "categorical_crossentropy": Loss(
+        lambda d, z, y, r: d.wide(f"{y} * ({r} - {z})"),
+        lambda d, z, y, r, n: f"({d.call('exp', f'{z} - {r}')} - {y}) / {d.cast(n)}",
+        lambda d, total, n: f"{total} / {n}", rowwise=True),
 }
 
+# torch.optim.SGD (dampening 0; the velocity starts at 0, so the first step is g) and
+# torch.optim.Adam (bias-corrected, eps outside the square root), from their formulas.
 UPDATE_MATH = {
-    "sgd": Update(lambda d, p, g, lr: f"{p} - {lr} * {g}"),
+    "sgd": Update(0, lambda d, o: [("p", f"{o.p} - {o.lr} * {o.g}")]),
+    "momentum": Update(1, lambda d, o: [("s1", f"{o.h1} * {o.s1} + {o.g}"),
+                                        ("p", f"{o.p} - {o.lr} * {o.s1}")]),
+    "nesterov": Update(1, lambda d, o: [
+        ("s1", f"{o.h1} * {o.s1} + {o.g}"),
+        ("p", f"{o.p} - {o.lr} * ({o.g} + {o.h1} * {o.s1})")]),
+    "adam": Update(2, lambda d, o: [
+        ("s1", f"{o.h1} * {o.s1} + ({d.num(1)} - {o.h1}) * {o.g}"),
+        ("s2", f"{o.h2} * {o.s2} + ({d.num(1)} - {o.h2}) * {o.g} * {o.g}"),
+        ("p", f"{o.p} - ({o.lr} / {o.c1}) * {o.s1} / "
+              f"({d.call('sqrt', o.s2)} / {o.c2} + {o.h3})")]),
 }
+
+
+def decay(d, g, p, l2):
+    """The gradient with L2 (torch's coupled weight_decay): weights only, never biases."""
+    return f"{g} + {l2} * {p}"
+
+
+def row_lse_parts(d, z, m, s):
+    """The pieces of a row's log-sum-exp: the term summed, ``exp(z - max)``, and the
+    statistic from the max ``m`` and that sum ``s``."""
+    return d.call("exp", f"{z} - {m}"), f"{m} + {d.call('log', s)}"
 
 ACTIVATIONS = tuple(ACTIVATION_MATH)
+#: What a layer may ask for: the kernels' activations, and softmax, which exists only as
+#: the output of categorical_crossentropy (the kernels see logits, "linear").
+LAYER_ACTIVATIONS = ACTIVATIONS + ("softmax",)
 LOSSES = tuple(LOSS_MATH)
 UPDATES = tuple(UPDATE_MATH)
 # Integer codes that compiled kernels use for the names above (their position).
 ACTIVATION_CODES = {name: i for i, name in enumerate(ACTIVATIONS)}
 LOSS_CODES = {name: i for i, name in enumerate(LOSSES)}
+UPDATE_CODES = {name: i for i, name in enumerate(UPDATES)}
 
 
 def array_function(expr, *args, xp, sigmoid):
@@ -213,17 +282,40 @@ def array_function(expr, *args, xp, sigmoid):
     return eval(source, {"np": xp, "sigmoid": sigmoid})  # noqa: S307 - our own table
 
 
-def loss_array_functions(kind, xp, sigmoid):
+def row_lse_array(z, xp, axis=-1):
+    """The log-sum-exp of ``z`` along ``axis`` (kept as a length-1 axis), from the
+    table's pieces: max subtracted, finite for any finite z."""
+    m = xp.max(z, axis=axis, keepdims=True)
+    e, lse = row_lse_parts(Numpy(), "z", "m", "s")
+    s = xp.sum(eval(e, {"np": xp, "z": z, "m": m}), axis=axis, keepdims=True)  # noqa: S307
+    return eval(lse, {"np": xp, "m": m, "s": s})  # noqa: S307 - our own table
+
+
+def loss_array_functions(kind, xp, sigmoid, axis=-1):
     """``(term_and_grad(z, y, n) -> (terms, grad), mean(total, n))`` of loss ``kind`` on
-    arrays, the shared residual computed once."""
+    arrays, the shared residual computed once; a rowwise loss's rows run along
+    ``axis`` (the outputs' axis)."""
     loss, d = LOSS_MATH[kind], Numpy()
-    r = "r" if loss.residual is not None else None
+    r = "r" if loss.residual is not None or loss.rowwise else None
     body = f"({loss.term(d, 'z', 'y', r)}, {loss.grad(d, 'z', 'y', 'n', r)})"
-    if r is not None:
+    if loss.rowwise:
+        body = f"(lambda r: {body})(lse(z))"
+    elif r is not None:
         body = f"(lambda r: {body})({loss.residual(d, 'z', 'y')})"
-    namespace = {"np": xp, "sigmoid": sigmoid}
+    namespace = {"np": xp, "sigmoid": sigmoid,
+                 "lse": lambda z: row_lse_array(z, xp, axis)}
     return (eval(f"lambda z, y, n: {body}", namespace),  # noqa: S307 - our own table
             eval(f"lambda total, n: {loss.mean(d, 'total', 'n')}", namespace))  # noqa: S307
+
+
+def update_array_function(rule, xp):
+    """Update rule ``rule`` as ``f(p, g, s1, s2, lr, h1, h2, h3, c1, c2)`` on arrays of
+    array module ``xp``, updating p and the slots in place (NumPy, CuPy)."""
+    lines = [f"    {t}[...] = {e}" for t, e in Numpy().update_lines(rule, Operands())]
+    source = "def update(p, g, s1, s2, lr, h1, h2, h3, c1, c2):\n" + "\n".join(lines)
+    namespace = {"np": xp}
+    exec(source, namespace)  # noqa: S102 - our own table
+    return namespace["update"]
 
 
 def code_name(name):
@@ -258,6 +350,8 @@ def numba_math_source():
                + ", ".join(str(ACTIVATION_CODES[a]) for a in ACTIVATIONS))
     out.append(", ".join(code_name(x) for x in LOSSES) + " = "
                + ", ".join(str(LOSS_CODES[x]) for x in LOSSES))
+    out.append(", ".join(code_name(x) for x in UPDATES) + " = "
+               + ", ".join(str(UPDATE_CODES[x]) for x in UPDATES))
     e, ratio = sigmoid_lines(_Exp64Dialect())
     out += ["", "", _DECORATOR, "def sigmoid64(z):",
             '    """exp(min(z, 0)) / (1 + exp(-|z|)) in float64: the reference formula."""',
@@ -273,19 +367,31 @@ def numba_math_source():
                     "dZ from dA (g) and the activation's output (a), for one element.",
                     ACTIVATIONS, "act",
                     {a: ACTIVATION_MATH[a].derivative(d, "g", "a") for a in ACTIVATIONS})
-    out += function("loss_term(z, y, kind)",
-                    "One output's contribution to the summed loss (BCE: z is the logit).",
-                    LOSSES, "kind", {x: LOSS_MATH[x].term(d, "z", "y") for x in LOSSES})
+    def r_of(x):  # a rowwise loss reads its row statistic from the argument r
+        return "r" if LOSS_MATH[x].rowwise else None
+    out += function("loss_term(z, y, kind, r)",
+                    "One output's contribution to the summed loss (BCE, CE: z is the logit; "
+                    "r: the row's log-sum-exp for CE).",
+                    LOSSES, "kind", {x: LOSS_MATH[x].term(d, "z", "y", r_of(x)) for x in LOSSES})
     out += function("loss_mean(total, kind, nb)",
                     "The loss from the summed loss_term of nb rows.", LOSSES, "kind",
                     {x: LOSS_MATH[x].mean(d, "total", "nb") for x in LOSSES})
-    out += function("loss_grad_term(z, y, kind, nb)",
+    out += function("loss_grad_term(z, y, kind, nb, r)",
                     "d loss / d z for one output of a batch of nb rows.", LOSSES, "kind",
-                    {x: LOSS_MATH[x].grad(d, "z", "y", "nb") for x in LOSSES})
-    for rule in UPDATES:
-        out += ["", "", _DECORATOR, f"def update_{rule}(p, g, lr):",
-                f'    """One {rule} update of one parameter p with gradient g."""',
-                f"    return {UPDATE_MATH[rule].step(d, 'p', 'g', 'lr')}"]
+                    {x: LOSS_MATH[x].grad(d, "z", "y", "nb", r_of(x)) for x in LOSSES})
+    out += ["", "", _DECORATOR, "def update_sgd(p, g, lr):",
+            '    """One sgd update of one parameter p with gradient g."""',
+            f"    return {d.update('p', 'g', 'lr')}"]
+    out += ["", "", _DECORATOR,
+            "def update_param(p, g, s1, s2, rule, lr, h1, h2, h3, c1, c2):",
+            '    """One update of parameter p (gradient g, L2 included) by update rule code '
+            '`rule`;\n    returns (p, s1, s2), the new parameter and state slots."""']
+    for i, rule in enumerate(UPDATES):
+        body = [f"{t} = {e}" for t, e in d.update_lines(rule, Operands())]
+        guard = (f"    if rule == {code_name(rule)}:" if i < len(UPDATES) - 1
+                 else f"    # {rule}")
+        indent = "        " if i < len(UPDATES) - 1 else "    "
+        out += [guard] + [indent + line for line in body] + [indent + "return p, s1, s2"]
     out.append(_END)
     return "\n".join(out) + "\n"
 

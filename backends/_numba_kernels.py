@@ -111,7 +111,8 @@ def _sigmoid_for_type(z):
 
 # --- rendered from _math.py by `python -m nnkit.backends._math`: do not edit ---
 LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
-SQUARED_ERROR, MSE, BINARY_CROSSENTROPY = 0, 1, 2
+SQUARED_ERROR, MSE, BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY = 0, 1, 2, 3
+SGD, MOMENTUM, NESTEROV, ADAM = 0, 1, 2, 3
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -146,13 +147,15 @@ def derivative(g, a, act):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def loss_term(z, y, kind):
-    """One output's contribution to the summed loss (BCE: z is the logit)."""
+def loss_term(z, y, kind, r):
+    """One output's contribution to the summed loss (BCE, CE: z is the logit; r: the row's log-sum-exp for CE)."""
     if kind == SQUARED_ERROR:
         return (z - y) * (z - y)
     if kind == MSE:
         return (z - y) * (z - y)
-    return max(z, 0.0) - y * z + math.log1p(math.exp(-abs(z)))  # binary_crossentropy
+    if kind == BINARY_CROSSENTROPY:
+        return max(z, 0.0) - y * z + math.log1p(math.exp(-abs(z)))
+    return y * (r - z)  # categorical_crossentropy
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -162,23 +165,49 @@ def loss_mean(total, kind, nb):
         return total / (2 * nb)
     if kind == MSE:
         return total / nb
-    return total / nb  # binary_crossentropy
+    if kind == BINARY_CROSSENTROPY:
+        return total / nb
+    return total / nb  # categorical_crossentropy
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def loss_grad_term(z, y, kind, nb):
+def loss_grad_term(z, y, kind, nb, r):
     """d loss / d z for one output of a batch of nb rows."""
     if kind == SQUARED_ERROR:
         return (z - y) / (nb)
     if kind == MSE:
         return (z - y) * (2.0 / nb)
-    return (_sigmoid(z) - y) / (nb)  # binary_crossentropy
+    if kind == BINARY_CROSSENTROPY:
+        return (_sigmoid(z) - y) / (nb)
+    return (math.exp(z - r) - y) / (nb)  # categorical_crossentropy
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def update_sgd(p, g, lr):
     """One sgd update of one parameter p with gradient g."""
     return p - lr * g
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def update_param(p, g, s1, s2, rule, lr, h1, h2, h3, c1, c2):
+    """One update of parameter p (gradient g, L2 included) by update rule code `rule`;
+    returns (p, s1, s2), the new parameter and state slots."""
+    if rule == SGD:
+        p = p - lr * g
+        return p, s1, s2
+    if rule == MOMENTUM:
+        s1 = h1 * s1 + g
+        p = p - lr * s1
+        return p, s1, s2
+    if rule == NESTEROV:
+        s1 = h1 * s1 + g
+        p = p - lr * (g + h1 * s1)
+        return p, s1, s2
+    # adam
+    s1 = h1 * s1 + (1.0 - h1) * g
+    s2 = h2 * s2 + (1.0 - h2) * g * g
+    p = p - (lr / c1) * s1 / (math.sqrt(s2) / c2 + h3)
+    return p, s1, s2
 # --- end of rendered math ---
 
 
@@ -296,23 +325,40 @@ def dense_backward_input(dZ, W, dX, nb):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def row_statistic(Z, i, kind):
+    """What a rowwise loss needs of row i of the logits Z: its log-sum-exp, the max
+    subtracted (categorical cross-entropy); 0.0 for the other losses."""
+    if kind != CATEGORICAL_CROSSENTROPY:
+        return 0.0
+    m = Z[i, 0]
+    for j in range(1, Z.shape[1]):
+        m = max(m, Z[i, j])
+    s = 0.0
+    for j in range(Z.shape[1]):
+        s += math.exp(Z[i, j] - m)
+    return m + math.log(s)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def loss_value(Yhat, Y, kind, nb):
     """Mean over the nb rows of the per-sample loss summed over outputs (float64)."""
     m = Yhat.shape[1]
     total = 0.0
     for i in range(nb):
+        r = row_statistic(Yhat, i, kind)
         for j in range(m):
-            total += loss_term(Yhat[i, j], Y[i, j], kind)
+            total += loss_term(Yhat[i, j], Y[i, j], kind, r)
     return loss_mean(total, kind, nb)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def loss_grad(Yhat, Y, kind, out, nb):
-    """out[:nb] = d loss / d Yhat (for BCE: d loss / d logits)."""
+    """out[:nb] = d loss / d Yhat (for BCE and CE: d loss / d logits)."""
     m = Yhat.shape[1]
     for i in range(nb):
+        r = row_statistic(Yhat, i, kind)
         for j in range(m):
-            out[i, j] = loss_grad_term(Yhat[i, j], Y[i, j], kind, nb)
+            out[i, j] = loss_grad_term(Yhat[i, j], Y[i, j], kind, nb, r)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -331,11 +377,70 @@ def sgd_update_1d(p, g, lr):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs):
+def optimizer_update_2d(P, dP, S1, S2, rule, lr, h1, h2, h3, l2, c1, c2):
+    """One update of a 2-D parameter P by rule code ``rule`` with L2 ``l2``; S1/S2 its
+    state slots (zero-size where the rule keeps fewer). Returns (l2/2) ||P||^2 before."""
+    sq = 0.0
+    for k in range(P.shape[0]):
+        for j in range(P.shape[1]):
+            p = P[k, j]
+            sq += p * p
+            g = dP[k, j] + l2 * p
+            if rule == ADAM:
+                P[k, j], S1[k, j], S2[k, j] = update_param(p, g, S1[k, j], S2[k, j], rule, lr,
+                                                           h1, h2, h3, c1, c2)
+            elif rule == SGD:
+                P[k, j] = update_sgd(p, g, lr)
+            else:
+                P[k, j], S1[k, j], _ = update_param(p, g, S1[k, j], 0.0, rule, lr, h1, h2,
+                                                    h3, c1, c2)
+    return 0.5 * l2 * sq
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def optimizer_update_1d(p, g, S1, S2, rule, lr, h1, h2, h3, c1, c2):
+    """One update of a bias vector (no L2) by rule code ``rule``."""
+    for j in range(p.shape[0]):
+        if rule == ADAM:
+            p[j], S1[j], S2[j] = update_param(p[j], g[j], S1[j], S2[j], rule, lr, h1, h2,
+                                              h3, c1, c2)
+        elif rule == SGD:
+            p[j] = update_sgd(p[j], g[j], lr)
+        else:
+            p[j], S1[j], _ = update_param(p[j], g[j], S1[j], 0.0, rule, lr, h1, h2, h3, c1,
+                                          c2)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def optimizer_update(Ws, bs, dWs, dbs, S1W, S1b, S2W, S2b, rule, hyper, t, lr):
+    """One update of every layer by rule code ``rule``: hyper (h1, h2, h3, l2), t (1,)
+    the update count (incremented here; Adam's bias corrections come from it).
+    Returns the L2 term (l2/2) sum ||W||^2 of the weights before the update."""
+    t[0] += 1
+    h1, h2, h3, l2 = hyper[0], hyper[1], hyper[2], hyper[3]
+    c1 = 1.0 - h1 ** t[0]
+    c2 = math.sqrt(1.0 - h2 ** t[0])
+    penalty = 0.0
+    for l in range(len(Ws)):
+        penalty += optimizer_update_2d(Ws[l], dWs[l], S1W[l], S2W[l], rule, lr, h1, h2, h3,
+                                       l2, c1, c2)
+        optimizer_update_1d(bs[l], dbs[l], S1b[l], S2b[l], rule, lr, h1, h2, h3, c1, c2)
+    return penalty
+
+
+@njit(cache=True, error_model="numpy")
+def optimizer_step(Ws, bs, dWs, dbs, S1W, S1b, S2W, S2b, rule, hyper, t, lr):
+    """``optimizer_update`` as a call of its own (the BLAS path's update pass)."""
+    return optimizer_update(Ws, bs, dWs, dbs, S1W, S1b, S2W, S2b, rule, hyper, t, lr)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs, opt):
     """One fused step on rows :nb of (X, Y): forward, loss, backward, update.
 
-    Ws/bs/As/Gs/dWs/dbs are tuples over layers; Gs holds dA then dZ in place.
-    Returns the loss before the update.
+    Ws/bs/As/Gs/dWs/dbs are tuples over layers; Gs holds dA then dZ in place. opt:
+    (rule code, hyper, t, S1W, S1b, S2W, S2b) of ``optimizer_update``.
+    Returns the loss before the update (with the L2 term).
     """
     L = len(Ws)
     for l in range(L):
@@ -349,15 +454,19 @@ def train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs):
         dense_backward_params(Gs[l], inp, nb, dWs[l], dbs[l])
         if l > 0:
             dense_backward_input(Gs[l], Ws[l], Gs[l - 1], nb)
-    for l in range(L):
-        sgd_update(Ws[l], dWs[l], lr)
-        sgd_update_1d(bs[l], dbs[l], lr)
-    return loss
+    rule, hyper, t, S1W, S1b, S2W, S2b = opt
+    if rule == SGD and hyper[3] == 0.0:
+        t[0] += 1
+        for l in range(L):
+            sgd_update(Ws[l], dWs[l], lr)
+            sgd_update_1d(bs[l], dbs[l], lr)
+        return loss
+    return loss + optimizer_update(Ws, bs, dWs, dbs, S1W, S1b, S2W, S2b, rule, hyper, t, lr)
 
 
 @njit(cache=True, error_model="numpy")
 def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_order,
-                 Xb, Yb, As, Gs, dWs, dbs, losses):
+                 Xb, Yb, As, Gs, dWs, dbs, losses, opt):
     """Run len(lrs) epochs in one call; losses[e] = epoch e's mean loss.
 
     Stops after the first epoch whose loss is not finite; returns epochs run.
@@ -368,7 +477,7 @@ def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_ord
         lr = lrs[e]
         total = 0.0
         if full:
-            total = train_step(X, Y, n, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs)
+            total = train_step(X, Y, n, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs, opt)
         else:
             start = 0
             while start < n:
@@ -378,7 +487,8 @@ def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_ord
                     src = orders[e, start + r] if use_order else start + r
                     Xb[r, :] = X[src, :]
                     Yb[r, :] = Y[src, :]
-                loss = train_step(Xb, Yb, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs)
+                loss = train_step(Xb, Yb, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs,
+                                  opt)
                 total += loss * (nb / n)
                 start = stop
         losses[e] = total
@@ -425,9 +535,9 @@ def _output_loss(A, Y, kind, values):
             y = Y[j]
             for r in range(0, n - n % 4, 4):
                 for q in range(4):
-                    part[q] += loss_term(a[r + q], y[r + q], kind)
+                    part[q] += loss_term(a[r + q], y[r + q], kind, 0.0)
             for r in range(n - n % 4, n):
-                part[0] += loss_term(a[r], y[r], kind)
+                part[0] += loss_term(a[r], y[r], kind, 0.0)
         values[c] = loss_mean((part[0] + part[1]) + (part[2] + part[3]), kind, n)
 
 
@@ -440,7 +550,7 @@ def _output_gradient(A, Y, act, kind):
             a = A[c, j]
             y = Y[j]
             for r in range(n):
-                g[r] = loss_grad_term(a[r], y[r], kind, n)
+                g[r] = loss_grad_term(a[r], y[r], kind, n, 0.0)
             for r in range(n):
                 a[r] = derivative(g[r], a[r], act)
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy
 
-from ._math import ACTIVATIONS, LOSS_MATH, LOSSES, loss_array_functions
+from ._math import (ACTIVATIONS, LOSS_MATH, LOSSES, UPDATE_MATH, UPDATES,
+                    loss_array_functions, row_lse_array, update_array_function)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,18 @@ class ModelSpec:
     activations: tuple
     loss: str
     dtype: str
+    update: str = "sgd"  # the update rule (UPDATE_MATH) a training call applies
+    l2: bool = False     # whether it adds L2
+
+    @property
+    def plain(self) -> bool:
+        """sgd without L2: what every path trains."""
+        return self.update == "sgd" and not self.l2
+
+    @property
+    def rowwise(self) -> bool:
+        """A loss with a per-row statistic (softmax cross-entropy)."""
+        return LOSS_MATH[self.loss].rowwise
 
     @functools.cached_property
     def weights(self) -> int:
@@ -40,10 +53,69 @@ class ModelSpec:
         return sum(a * b for a, b in zip(self.sizes, self.sizes[1:]))
 
     @classmethod
-    def of(cls, params, activations, loss):
+    def of(cls, params, activations, loss, update="sgd", l2=False):
         """The spec of ``[(W, b), ...]`` (W (i, o) or stacked (C, i, o))."""
         sizes = (params[0][0].shape[-2],) + tuple(W.shape[-1] for W, _ in params)
-        return cls(sizes, tuple(activations), loss, numpy.dtype(params[0][0].dtype).name)
+        return cls(sizes, tuple(activations), loss, numpy.dtype(params[0][0].dtype).name,
+                   update, bool(l2))
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """An update rule with its hyperparameters (h1, h2, h3: momentum or beta1, beta2,
+    eps) and L2 coefficient: what ``nnkit.SGD`` / ``nnkit.Adam`` and ``fit(l2=)`` mean
+    to a backend."""
+
+    rule: str = "sgd"
+    hyper: tuple = (0.0, 0.0, 0.0)
+    l2: float = 0.0
+
+    def state(self, backend, params) -> "OptimizerState":
+        """Fresh state (zero slots, t = 0) for ``params`` on ``backend``."""
+        return OptimizerState(backend, params, self.rule, self.hyper, self.l2)
+
+
+class OptimizerState:
+    """An update rule, its settings and its state for one set of parameters.
+
+    ``rule``: a name of ``UPDATES``; ``hyper`` float64 (h1, h2, h3, l2): momentum or
+    beta1, beta2, eps, and the L2 coefficient; ``t`` int64 (1,): updates made so far
+    (kernels increment it); ``s1``/``s2``: ``[(SW, Sb), ...]`` state slots shaped like
+    the parameters (velocity; Adam's first and second moments), zero-size arrays of the
+    same ndim where the rule keeps fewer slots (so kernels get uniform arguments).
+    """
+
+    def __init__(self, backend, params, rule="sgd", hyper=(0.0, 0.0, 0.0), l2=0.0):
+        if rule not in UPDATE_MATH:
+            raise ValueError(f"optimizer: expected one of {UPDATES}, got {rule!r}")
+        self.rule = rule
+        self.hyper = numpy.array([*hyper, l2], dtype=numpy.float64)
+        self.t = numpy.zeros(1, dtype=numpy.int64)
+        k = UPDATE_MATH[rule].slots
+
+        def slot(i, a):
+            return backend.zeros(a.shape if i < k else (0,) * a.ndim, a.dtype)
+        self.s1 = [(slot(0, W), slot(0, b)) for W, b in params]
+        self.s2 = [(slot(1, W), slot(1, b)) for W, b in params]
+
+    @property
+    def l2(self) -> float:
+        return float(self.hyper[3])
+
+    @property
+    def plain(self) -> bool:
+        """True for sgd without L2: the update is ``p -= lr * g``, nothing more."""
+        return self.rule == "sgd" and self.hyper[3] == 0.0
+
+    def arrays(self) -> list:
+        """Every state array (slots that exist), in a fixed order."""
+        return [a for pairs in (self.s1, self.s2) for pair in pairs for a in pair
+                if a.size or not any(d == 0 for d in a.shape)]
+
+    def bias_corrections(self, t):
+        """Adam's ``(1 - beta1**t, sqrt(1 - beta2**t))`` at update t (1, 2, ...)."""
+        h1, h2 = float(self.hyper[0]), float(self.hyper[1])
+        return 1.0 - h1 ** t, (1.0 - h2 ** t) ** 0.5
 
 
 Array = Any  # the backend's own array type (numpy.ndarray, cupy.ndarray, ...)
@@ -87,6 +159,16 @@ class TrainState:
         self.spec = ModelSpec.of(self.params, self.activations, loss)
         self.steps = {}  # batch rows -> the backend's prepared step (Backend.train_step)
         self._buffers = {}
+        self.opt = OptimizerState(backend, self.params)
+
+    def set_optimizer(self, opt):
+        """Train with ``opt`` (an ``OptimizerState`` of these parameters) from now on."""
+        self.opt = opt
+        self.spec = ModelSpec.of(self.params, self.activations, self.loss, opt.rule,
+                                 opt.l2 != 0.0)
+        self.steps = {}
+        for buf in self._buffers.values():
+            buf.cache.clear()
 
     def buffers(self, n):
         """Buffers for a batch of ``n`` rows, allocated once per batch size."""
@@ -145,6 +227,11 @@ class Backend:
         by backends with more than one path)."""
         return "reference"
 
+    def supports(self, path: str, spec: ModelSpec) -> bool:
+        """Whether ``path`` can train a network of ``spec`` (its loss, update rule and
+        L2); ``choose_path`` only picks such paths. By default every path can."""
+        return True
+
     def planning_thresholds(self) -> dict:
         """The size limits ``choose_path`` compares against, by name (for reports such as
         ``nnkit bench --scaling``); empty for a backend with one path per call."""
@@ -159,6 +246,11 @@ class Backend:
             raise ValueError(f"call: expected one of {CALLS}, got {call!r}")
         forced = _FORCED.get().get(self.name)
         if forced is not None and call in self.paths[forced]:
+            if not self.supports(forced, spec):
+                raise ValueError(
+                    f"path: the {self.name} backend's {forced!r} path cannot train loss "
+                    f"{spec.loss!r} with update {spec.update!r}"
+                    + (" and L2" if spec.l2 else ""))
             return forced
         return self.choose_path(call, spec, rows, batch_size, configs, epochs)
 
@@ -333,6 +425,12 @@ class Backend:
             out += t
             total = xp.sum(out)
             return total / n
+        if kind == "categorical_crossentropy":
+            # y (lse - z) per element, lse the row's log-sum-exp with the max subtracted
+            lse = row_lse_array(Yhat, xp)
+            xp.subtract(lse, Yhat, out=out)
+            out *= Y
+            return xp.sum(out) / n
         raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
 
     def loss_grad(self, Yhat: Array, Y: Array, kind: str, out: Array | None = None) -> Array:
@@ -349,22 +447,34 @@ class Backend:
             out = self.activation_forward(Yhat, "sigmoid", out=out)
             out -= Y
             out /= n
+        elif kind == "categorical_crossentropy":
+            out = self.xp.subtract(Yhat, row_lse_array(Yhat, xp), out=out)
+            xp.exp(out, out=out)
+            out -= Y
+            out /= n
         else:
             raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
         return out
 
-    def loss_parts(self, kind: str) -> tuple:
+    def softmax(self, Z: Array, out: Array | None = None) -> Array:
+        """Row-wise ``softmax(Z)`` (n, k), the max subtracted: the output of a softmax
+        layer, whose kernels see logits (``out`` may be Z)."""
+        xp = self.xp
+        out = xp.subtract(Z, row_lse_array(Z, xp), out=out)
+        return xp.exp(out, out=out)
+
+    def loss_parts(self, kind: str, axis: int = -1) -> tuple:
         """``(term_and_grad, mean)`` of loss ``kind`` as array functions rendered from the
         table: ``term_and_grad(z, y, n)`` gives the per-element terms and d loss / d z
         for n rows, ``mean(total, n)`` the loss; for the stacked sweeps, whose arrays are
         laid out differently from ``loss``'s."""
         cache = self.__dict__.setdefault("_loss_parts", {})
-        parts = cache.get(kind)
+        parts = cache.get((kind, axis))
         if parts is None:
             if kind not in LOSS_MATH:
                 raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
-            parts = cache[kind] = loss_array_functions(
-                kind, self.xp, lambda Z: self.activation_forward(Z, "sigmoid"))
+            parts = cache[kind, axis] = loss_array_functions(
+                kind, self.xp, lambda Z: self.activation_forward(Z, "sigmoid"), axis)
         return parts
 
     def sgd_update(self, params: list, grads: list, lr: float) -> None:
@@ -374,6 +484,46 @@ class Backend:
             W -= dW
             db *= lr
             b -= db
+
+    def apply_update(self, params: list, grads: list, opt: OptimizerState, lr):
+        """One update of every (W, b) by ``opt``'s rule (gradients ``grads``, which may be
+        overwritten), L2 added to the weights' gradients; increments ``opt.t``. Returns
+        the L2 term (l2/2) sum ||W||^2 of the weights before the update (0.0 without
+        L2), as a 0-d backend value: the step adds it to the loss it reports. ``lr`` may
+        be an array broadcasting against the parameters (sweeps: (C, 1, 1))."""
+        opt.t[0] += 1
+        if opt.plain:
+            self.sgd_update(params, grads, lr)
+            return 0.0
+        l2 = opt.l2
+        penalty = self.l2_penalty(params, l2)
+        if l2:
+            for (W, _), (dW, _) in zip(params, grads):
+                dW += l2 * W
+        update = self._update_function(opt.rule)
+        c1, c2 = opt.bias_corrections(int(opt.t[0]))
+        h1, h2, h3 = (float(h) for h in opt.hyper[:3])
+        for (W, b), (dW, db), (s1W, s1b), (s2W, s2b) in zip(params, grads, opt.s1, opt.s2):
+            update(W, dW, s1W, s2W, lr, h1, h2, h3, c1, c2)
+            update(b, db, s1b, s2b, lr, h1, h2, h3, c1, c2)
+        return penalty
+
+    def l2_penalty(self, params: list, l2: float):
+        """(l2/2) sum over the weight matrices of ||W||^2: a 0-d backend value, or per
+        configuration (C,) for stacked W (C, i, o); 0.0 when l2 is 0."""
+        if not l2:
+            return 0.0
+        xp = self.xp
+        return 0.5 * l2 * sum(xp.sum(W * W, axis=(-2, -1)) for W, _ in params)
+
+    def _update_function(self, rule):
+        """``f(p, g, s1, s2, lr, h1, h2, h3, c1, c2)`` updating p and the slots in place,
+        rendered from the table for this backend's array module."""
+        cache = self.__dict__.setdefault("_update_functions", {})
+        fn = cache.get(rule)
+        if fn is None:
+            fn = cache[rule] = update_array_function(rule, self.xp)
+        return fn
 
     # ------------------------------------------------------------ composition
     def forward(self, state: TrainState, X: Array, buffers=None) -> Array:
@@ -434,29 +584,34 @@ class Backend:
         return getattr(self, "_epochs_" + path)(state, X, Y, lrs, batch_size, orders)
 
     def train_many(self, params: list, activations, loss: str, X: Array, Y: Array, lrs,
-                   factors, batch_size: int | None = None, orders=None) -> tuple:
+                   factors, batch_size: int | None = None, orders=None,
+                   update: "UpdateSettings | None" = None) -> tuple:
         """Train C independent networks of one architecture together.
 
         params: list of (W (C, i, o), b (C, o)) backend arrays, updated in place.
         lrs: (C,) host base rates; factors: (epochs,) host schedule factors; configuration
         c trains epoch e at ``lrs[c] * factors[e]`` (float64, as ``fit`` computes it).
-        orders: None or (C, epochs, n) host sample orders.
+        orders: None or (C, epochs, n) host sample orders. update: the update rule and
+        L2 (None: plain sgd); every configuration starts with fresh optimizer state.
         A configuration whose batch loss is not finite is frozen before that update.
         Returns (losses (C, epochs) NumPy float64, NaN after divergence;
         diverged_epoch (C,) NumPy int, -1 where it never diverged).
         """
         n = X.shape[0]
         batch_size = None if batch_size is None or batch_size >= n else int(batch_size)
-        spec = ModelSpec.of(params, activations, loss)
+        update = update or UpdateSettings()
+        spec = ModelSpec.of(params, activations, loss, update.rule, update.l2 != 0.0)
         path = self._dispatch("sweep", spec, n, batch_size, len(lrs), len(factors))
         return getattr(self, "_sweep_" + path)(params, tuple(activations), loss, X, Y, lrs,
-                                               factors, batch_size, orders)
+                                               factors, batch_size, orders,
+                                               None if spec.plain else update)
 
     # ------------------------------------------------------ the reference paths
     def _step_reference(self, state, X, Y, lr):
         loss = self.forward_backward(state, X, Y)
-        self.sgd_update(state.params, state.buffers(X.shape[0]).grads, lr)
-        return loss
+        penalty = self.apply_update(state.params, state.buffers(X.shape[0]).grads,
+                                    state.opt, lr)
+        return loss + penalty if state.opt.l2 else loss
 
     def _epochs_reference(self, state, X, Y, lrs, batch_size, orders):
         return self._epochs_by_steps(self._step_reference, state, X, Y, lrs, batch_size,
@@ -511,7 +666,7 @@ class Backend:
         return buf.Xb, buf.Yb
 
     def _sweep_reference(self, params, activations, loss, X, Y, lrs, factors, batch_size,
-                         orders):
+                         orders, update=None):
         """One configuration after another, each trained by the reference step on views
         of its parameters; a non-finite batch loss freezes it before that update."""
         n, C, epochs = X.shape[0], len(lrs), len(factors)
@@ -521,14 +676,16 @@ class Backend:
         with numpy.errstate(over="ignore", invalid="ignore"):  # diverging ones overflow
             for c in range(C):
                 self._train_one_of_many(params, activations, loss, X, Y, lrs, factors, bs,
-                                        orders, c, losses, diverged)
+                                        orders, c, losses, diverged, update)
         return losses, diverged
 
     def _train_one_of_many(self, params, activations, loss, X, Y, lrs, factors, bs, orders,
-                           c, losses, diverged):
+                           c, losses, diverged, update=None):
         """Configuration c of a reference sweep: losses[c] and diverged[c] filled in."""
         n = X.shape[0]
         state = TrainState(self, [(W[c], b[c]) for W, b in params], activations, loss)
+        if update is not None:
+            state.set_optimizer(update.state(self, state.params))
         for e in range(len(factors)):
             lr = float(lrs[c]) * float(factors[e])
             order = None if orders is None else self.asarray(orders[c, e])
@@ -537,11 +694,13 @@ class Backend:
                 stop = min(start + bs, n)
                 Xb, Yb = self.gather_batch(state, X, Y, order, start, stop)
                 value = float(self.forward_backward(state, Xb, Yb))
+                value += float(self.l2_penalty(state.params, state.opt.l2))
                 total += value * ((stop - start) / n)
                 if not numpy.isfinite(value):  # frozen before this update
                     diverged[c] = e
                     break
-                self.sgd_update(state.params, state.buffers(stop - start).grads, lr)
+                self.apply_update(state.params, state.buffers(stop - start).grads, state.opt,
+                                  lr)
             losses[c, e] = total
             if diverged[c] >= 0:
                 return

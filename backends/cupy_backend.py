@@ -138,7 +138,7 @@ class CupyBackend(StackedSweeps, Backend):
         full = batch_size is None or call == "step"
         if full and raw_kernel_fits(spec.sizes, rows, spec.dtype):
             return "generated"
-        return self.sweep_path(batch_size) if call == "sweep" else "cublas"
+        return self.sweep_path(batch_size, spec) if call == "sweep" else "cublas"
 
     _step_cublas = Backend._step_reference
     _epochs_cublas = Backend._epochs_reference
@@ -181,7 +181,7 @@ class CupyBackend(StackedSweeps, Backend):
         return self.to_numpy(losses)
 
     def _sweep_generated(self, params, activations, loss, X, Y, lrs, factors, batch_size,
-                         orders):
+                         orders, update=None):
         if batch_size is not None:
             raise ValueError("the generated sweep path trains full batches only")
         xp = self.xp

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from . import BackendUnavailableError
-from ._math import ACTIVATION_CODES, LOSS_CODES
+from ._math import ACTIVATION_CODES, LOSS_CODES, LOSS_MATH, UPDATE_CODES
 from .base import CALLS, Backend, ModelSpec
 from .stacked import StackedSweeps
 
@@ -162,7 +162,8 @@ class NumbaBackend(StackedSweeps, Backend):
         return dW, db, dX
 
     def loss(self, Yhat, Y, kind, out=None):
-        if not self._elementwise_loops(Yhat, Y, scalar_math=kind == "binary_crossentropy"):
+        if not self._elementwise_loops(Yhat, Y, scalar_math=kind != "squared_error"
+                                       and kind != "mse"):
             return super().loss(Yhat, Y, kind, out)
         return np.float64(self.k.loss_value(Yhat, Y, _loss(kind), Yhat.shape[0]))
 
@@ -181,6 +182,14 @@ class NumbaBackend(StackedSweeps, Backend):
             self.k.sgd_update(W, dW, lr)
             self.k.sgd_update_1d(b, db, lr)
 
+    def apply_update(self, params, grads, opt, lr):
+        if isinstance(lr, np.ndarray) or params[0][0].ndim != 2:  # sweeps: stacked arrays
+            return super().apply_update(params, grads, opt, lr)
+        return self.k.optimizer_step(
+            tuple(W for W, _ in params), tuple(b for _, b in params),
+            tuple(g for g, _ in grads), tuple(g for _, g in grads), *_slot_tuples(opt),
+            UPDATE_CODES[opt.rule], opt.hyper, opt.t, float(lr))
+
     # ------------------------------------------------------------------ fused
     def _fused_args(self, state, buf):
         """Kernel arguments of a state's arrays, built once per buffer set (the
@@ -191,7 +200,8 @@ class NumbaBackend(StackedSweeps, Backend):
                 tuple(W for W, _ in state.params), tuple(b for _, b in state.params),
                 np.array([_ACT[a] for a in state.activations], dtype=np.int64),
                 _LOSS[state.loss], tuple(buf.A), tuple(buf.G),
-                tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads))
+                tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads),
+                _opt_args(state.opt))
         return args
 
     # ------------------------------------------------------------------ paths
@@ -202,12 +212,17 @@ class NumbaBackend(StackedSweeps, Backend):
         return {"CODEGEN_MAX_WEIGHTS": CODEGEN_MAX_WEIGHTS, "CODEGEN_MAX_ROWS": CODEGEN_MAX_ROWS,
                 "CODEGEN_MIN_WORK": CODEGEN_MIN_WORK, "LOOP_MAX_WORK": LOOP_MAX_WORK}
 
+    def supports(self, path, spec):
+        if path == "generated":  # the generated kernels train plain sgd, elementwise losses
+            return spec.plain and not spec.rowwise
+        return super().supports(path, spec)
+
     def choose_path(self, call, spec, rows, batch_size, configs, epochs):
         """generated: tiny networks (CODEGEN_*), and only for calls with enough work to
         pay for generating a kernel once; fused: the generic loop kernels while
         rows x weights <= LOOP_MAX_WORK; blas: larger; sweeps otherwise the engine's."""
         full = batch_size is None
-        tiny = spec.weights <= CODEGEN_MAX_WEIGHTS
+        tiny = spec.weights <= CODEGEN_MAX_WEIGHTS and self.supports("generated", spec)
         if call == "step":
             if tiny and rows <= CODEGEN_MAX_ROWS:
                 return "generated"
@@ -220,7 +235,7 @@ class NumbaBackend(StackedSweeps, Backend):
         if (tiny and (not full or rows <= CODEGEN_MAX_ROWS)
                 and configs * epochs * rows >= CODEGEN_MIN_WORK):
             return "generated"
-        return self.sweep_path(batch_size)
+        return self.sweep_path(batch_size, spec)
 
     def prepare_step(self, path, state, n):
         if path != "generated":
@@ -241,9 +256,10 @@ class NumbaBackend(StackedSweeps, Backend):
         return self.prepare_step("generated", state, X.shape[0])(state, X, Y, lr)
 
     def _step_fused(self, state, X, Y, lr):
-        Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state, state.buffers(X.shape[0]))
+        args = self._fused_args(state, state.buffers(X.shape[0]))
+        Ws, bs, acts, loss, As, Gs, dWs, dbs, opt = args
         return np.float64(self.k.train_step(X, Y, X.shape[0], Ws, bs, acts, loss, float(lr),
-                                            As, Gs, dWs, dbs))
+                                            As, Gs, dWs, dbs, opt))
 
     def _step_blas(self, state, X, Y, lr):
         """The reference composition with BLAS matmuls and fused elementwise kernels."""
@@ -272,21 +288,21 @@ class NumbaBackend(StackedSweeps, Backend):
         n = X.shape[0]
         bsz = n if batch_size is None else batch_size
         buf = state.buffers(bsz)
-        Ws, bs, acts, loss, As, Gs, dWs, dbs = self._fused_args(state, buf)
+        Ws, bs, acts, loss, As, Gs, dWs, dbs, opt = self._fused_args(state, buf)
         use_order = orders is not None and bsz < n
         orders = (np.ascontiguousarray(orders, dtype=np.int64) if use_order
                   else np.empty((0, 0), dtype=np.int64))
         lrs = np.ascontiguousarray(lrs, dtype=np.float64)
         losses = np.full(len(lrs), np.nan)
         self.k.train_epochs(X, Y, Ws, bs, acts, loss, lrs, bsz, orders, use_order,
-                            buf.Xb, buf.Yb, As, Gs, dWs, dbs, losses)
+                            buf.Xb, buf.Yb, As, Gs, dWs, dbs, losses, opt)
         return losses
 
     def _epochs_blas(self, state, X, Y, lrs, batch_size, orders):
         return self._epochs_by_steps(self._step_blas, state, X, Y, lrs, batch_size, orders)
 
     def _sweep_generated(self, params, activations, loss, X, Y, lrs, factors, batch_size,
-                         orders):
+                         orders, update=None):
         """Full batch: blocks of configurations innermost in one generated kernel;
         mini-batch: the generated mini-batch loop per configuration, prange over them."""
         if batch_size is not None:
@@ -317,6 +333,8 @@ class NumbaBackend(StackedSweeps, Backend):
     # batched GEMMs) with their elementwise steps as kernels. They are serial: BLAS's threads still
     # spin right after a GEMM, and prange threads next to them halve the speed.
     def stacked_output(self, Z, b, YT, activation, loss, values):
+        if LOSS_MATH[loss].rowwise:
+            return super().stacked_output(Z, b, YT, activation, loss, values)
         self.k.many_output(Z, b, YT, _act(activation), _loss(loss), values)
 
     def record_epoch(self, values, epoch, losses, diverged):
@@ -375,6 +393,18 @@ def _loss(name):
         return _LOSS[name]
     except KeyError:
         raise ValueError(f"loss: expected one of {tuple(_LOSS)}, got {name!r}") from None
+
+
+def _slot_tuples(opt):
+    """(S1W, S1b, S2W, S2b): an optimizer state's slots as tuples over layers."""
+    return (tuple(a for a, _ in opt.s1), tuple(a for _, a in opt.s1),
+            tuple(a for a, _ in opt.s2), tuple(a for _, a in opt.s2))
+
+
+def _opt_args(opt):
+    """The ``opt`` argument of the fused kernels: (rule code, hyper, t, S1W, S1b, S2W,
+    S2b); arrays are updated in place, so the tuple stays valid for the state."""
+    return (UPDATE_CODES[opt.rule], opt.hyper, opt.t, *_slot_tuples(opt))
 
 
 def _many_block(n, sizes, itemsize):

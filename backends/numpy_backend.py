@@ -10,4 +10,4 @@ class NumpyBackend(StackedSweeps, Backend):
     paths = {**Backend.paths, **StackedSweeps.sweep_paths}
 
     def choose_path(self, call, spec, rows, batch_size, configs, epochs):
-        return self.sweep_path(batch_size) if call == "sweep" else "reference"
+        return self.sweep_path(batch_size, spec) if call == "sweep" else "reference"

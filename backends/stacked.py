@@ -27,12 +27,17 @@ class StackedSweeps:
     sweep_paths = {"stacked": ("sweep",), "batched": ("sweep",)}
 
     @staticmethod
-    def sweep_path(batch_size):
-        """The engine's path for a sweep: "stacked" for full batches, else "batched"."""
-        return "stacked" if batch_size is None else "batched"
+    def sweep_path(batch_size, spec=None):
+        """The engine's path for a sweep: "stacked" for full batches of plain sgd, else
+        "batched" (any batch size, update rule and L2)."""
+        plain = spec is None or spec.plain
+        return "stacked" if batch_size is None and plain else "batched"
+
+    def supports(self, path, spec):
+        return path != "stacked" or spec.plain
 
     def _sweep_batched(self, params, activations, loss, X, Y, lrs, factors, batch_size,
-                       orders):
+                       orders, update=None):
         """Mini-batch (or full-batch) sweeps with a leading configuration axis."""
         xp = self.xp
         C, epochs = len(lrs), len(factors)
@@ -43,6 +48,10 @@ class StackedSweeps:
         lr_dev = self.asarray(lrs, dtype=numpy.float64)
         order_dev = None if orders is None else self.asarray(orders)
         dtype = params[0][0].dtype
+        # With an optimizer: its state for all configurations, biases viewed as (C, 1, o)
+        # so that per-configuration rates (C, 1, 1) broadcast.
+        views = [(W, b[:, None, :]) for W, b in params]
+        opt = None if update is None else update.state(self, views)
         # Diverging configurations overflow on the way; they are frozen and reported.
         with numpy.errstate(over="ignore", invalid="ignore"):
             for e in range(epochs):
@@ -56,16 +65,35 @@ class StackedSweeps:
                         Xb, Yb = X[idx], Y[idx]
                     batch_loss, grads = self.many_forward_backward(params, activations, loss,
                                                                     Xb, Yb)
+                    if opt is not None and opt.l2:
+                        batch_loss = batch_loss + self.l2_penalty(params, opt.l2)
                     losses[:, e] += batch_loss * ((stop - start) / n)
                     diverged[...] = xp.where((diverged < 0) & ~xp.isfinite(batch_loss), e,
                                              diverged)
-                    self.step_many([p for (W, b), (dW, db) in zip(params, grads)
-                                     for p in ((W, dW), (b[:, :, None], db[:, :, None]))],
-                                    (lr_dev * float(factors[e])).astype(dtype), diverged)
+                    steps = (lr_dev * float(factors[e])).astype(dtype)
+                    if opt is None:
+                        self.step_many([p for (W, b), (dW, db) in zip(params, grads)
+                                         for p in ((W, dW), (b[:, :, None], db[:, :, None]))],
+                                        steps, diverged)
+                    else:
+                        self._step_many_optimizer(views, grads, opt, steps, diverged)
                 losses[:, e] = xp.where(diverged >= 0, xp.where(diverged == e, losses[:, e],
                                                                  numpy.nan), losses[:, e])
         return (numpy.asarray(self.to_numpy(losses), dtype=numpy.float64),
                 numpy.asarray(self.to_numpy(diverged)))
+
+    def _step_many_optimizer(self, views, grads, opt, steps, diverged):
+        """The optimizer's update of every configuration still training (the others get
+        a zero gradient and rate, and keep their parameters exactly); views [(W (C, i, o),
+        b (C, 1, o))], grads [(dW, db (C, o))], steps (C,) rates."""
+        xp = self.xp
+        ok = (diverged < 0)[:, None, None]
+        clean = [(xp.where(ok, dW, 0), xp.where(ok, db[:, None, :], 0)) for dW, db in grads]
+        before = [(W.copy(), b.copy()) for W, b in views]
+        self.apply_update(views, clean, opt, xp.where(ok, steps[:, None, None], 0))
+        for (W, b), (W0, b0) in zip(views, before):
+            W[...] = xp.where(ok, W, W0)
+            b[...] = xp.where(ok, b, b0)
 
     def many_forward_backward(self, params, activations, loss, X, Y):
         """Per-configuration losses (C,) and gradients for stacked parameters;
@@ -88,7 +116,7 @@ class StackedSweeps:
         return value, grads
 
     def _sweep_stacked(self, params, activations, loss, X, Y, lrs, factors, batch_size,
-                       orders):
+                       orders, update=None):
         """Full-batch sweeps as stacked GEMMs (see the module docstring)."""
         if batch_size is not None:
             raise ValueError("the stacked sweep path trains full batches only (batch_size "
@@ -157,7 +185,7 @@ class StackedSweeps:
         Z += b[:, :, None]
         flat = Z.reshape(-1, n)
         self.activation_forward(flat, activation, out=flat)
-        term_and_grad, mean = self.loss_parts(loss)
+        term_and_grad, mean = self.loss_parts(loss, axis=1)
         terms, G = term_and_grad(Z, YT, n)
         values[...] = mean(xp.sum(terms, axis=(1, 2)), n)
         self.activation_backward(G.reshape(-1, n), flat, activation, out=flat)

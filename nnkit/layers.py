@@ -1,17 +1,20 @@
 """Layer description: ``Dense(n_in, n_out, activation)``."""
 from __future__ import annotations
 
-from .backends import ACTIVATIONS
+from .backends import LAYER_ACTIVATIONS
 from .validation import check_choice, check_positive_int
 
 
 class Dense:
-    """A fully connected layer ``act(X @ W + b)``, W (n_in, n_out), b (n_out,)."""
+    """A fully connected layer ``act(X @ W + b)``, W (n_in, n_out), b (n_out,).
+
+    activation: "sigmoid", "tanh", "relu", "linear", or "softmax" (the output layer of
+    a network with loss "categorical_crossentropy" only)."""
 
     def __init__(self, n_in, n_out, activation="sigmoid"):
         self.n_in = check_positive_int("n_in", n_in)
         self.n_out = check_positive_int("n_out", n_out)
-        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.activation = check_choice("activation", activation, LAYER_ACTIVATIONS)
 
     def init_params(self, rng):
         """Float64 host weights: Glorot uniform (He normal for relu); zero bias."""

@@ -14,8 +14,9 @@ from .config import get_backend
 from .errors import TrainingDiverged, TrainingInterrupted
 from .history import History
 from .layers import Dense
+from .optim import check_l2, get_optimizer
 from .schedules import get_schedule, learning_rates
-from .validation import (as_host_2d, check_choice, check_dtype, check_epochs,
+from .validation import (as_host_2d, check_choice, class_targets, check_dtype, check_epochs,
                          check_positive_float, check_positive_int, check_real, check_same_rows,
                          check_unit_interval)
 
@@ -50,6 +51,14 @@ class Network:
         if loss == "binary_crossentropy" and layers[-1].activation != "sigmoid":
             raise ValueError("loss: 'binary_crossentropy' needs a 'sigmoid' output layer, got "
                              f"{layers[-1].activation!r}")
+        for i, layer in enumerate(layers[:-1]):
+            if layer.activation == "softmax":
+                raise ValueError(f"layers: softmax is for the output layer only, got it on "
+                                 f"layer {i} of {len(layers)}")
+        if (loss == "categorical_crossentropy") != (layers[-1].activation == "softmax"):
+            raise ValueError("loss: 'categorical_crossentropy' and a 'softmax' output layer go "
+                             f"together, got loss={loss!r} with a "
+                             f"{layers[-1].activation!r} output layer")
         self.dtype = check_dtype(dtype)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
@@ -59,14 +68,49 @@ class Network:
         host = [layer.init_params(rng) for layer in layers]
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
         acts = [layer.activation for layer in layers]
-        # binary_crossentropy works on logits: the kernels see a linear output layer
-        # and the sigmoid is applied by predict.
-        self._output_sigmoid = self.loss == "binary_crossentropy"
-        if self._output_sigmoid:
+        # binary_crossentropy and categorical_crossentropy work on logits: the kernels see
+        # a linear output layer and predict applies the sigmoid or softmax.
+        self._output = {"binary_crossentropy": "sigmoid",
+                        "categorical_crossentropy": "softmax"}.get(self.loss)
+        if self._output:
             acts[-1] = "linear"
         params = [(self.backend.asarray(W, self.dtype), self.backend.asarray(b, self.dtype))
                   for W, b in host]
         self._state = TrainState(self.backend, params, acts, self.loss)
+        self._optimizer = None  # the optimizer whose state _state.opt holds (None: plain)
+
+    # ------------------------------------------------------------- optimizer
+    @property
+    def optimizer(self):
+        """The optimizer (``nnkit.SGD`` / ``nnkit.Adam``) whose state the network holds
+        from its last ``fit``, or None (fresh, or after ``reset_optimizer``)."""
+        return self._optimizer
+
+    @property
+    def l2(self):
+        """The L2 coefficient of the last ``fit`` (0.0 before any)."""
+        return self._state.opt.l2
+
+    def reset_optimizer(self):
+        """Forget the optimizer state (velocities, moments, step count): the next ``fit``
+        starts it afresh."""
+        self._optimizer = None
+        self._state.set_optimizer(self._plain_state())
+
+    def _plain_state(self):
+        from .backends.base import OptimizerState
+        return OptimizerState(self.backend, self._state.params)
+
+    def _use_optimizer(self, optimizer, l2):
+        """Train with ``optimizer`` and ``l2`` from now on, keeping the state when the
+        optimizer (name or settings) is the one the state belongs to."""
+        opt = get_optimizer(optimizer)
+        if opt != self._optimizer:
+            self._optimizer = opt
+            self._state.set_optimizer(opt.settings(l2).state(self.backend, self._state.params))
+        elif l2 != self._state.opt.l2:
+            self._state.opt.hyper[3] = l2
+            self._state.set_optimizer(self._state.opt)
 
     # ------------------------------------------------------------- properties
     @property
@@ -136,13 +180,21 @@ class Network:
         return arr
 
     def _snapshot(self):
-        return [(W.copy(), b.copy()) for W, b in self._state.params]
+        """Copies of the parameters and the optimizer state (its arrays and step count)."""
+        opt = self._state.opt
+        return ([(W.copy(), b.copy()) for W, b in self._state.params],
+                [a.copy() for a in opt.arrays()], opt.t.copy())
 
     def _restore(self, snapshot):
         xp = self.backend.xp
-        for (W, b), (W0, b0) in zip(self._state.params, snapshot):
+        params, slots, t = snapshot
+        for (W, b), (W0, b0) in zip(self._state.params, params):
             xp.copyto(W, W0)
             xp.copyto(b, b0)
+        opt = self._state.opt
+        for a, a0 in zip(opt.arrays(), slots):
+            xp.copyto(a, a0)
+        opt.t[...] = t
 
     def _params_finite(self):
         xp = self.backend.xp
@@ -154,7 +206,31 @@ class Network:
         other = Network(self.layers, loss=self.loss, dtype=self.dtype, seed=self.seed,
                         backend=backend)
         other.set_params(self.get_params())
+        other.set_optimizer_state(*self.get_optimizer_state())
         return other
+
+    def get_optimizer_state(self):
+        """``(optimizer or None, l2, t, [slot arrays as NumPy])``: what ``save`` keeps."""
+        opt = self._state.opt
+        return (self._optimizer, opt.l2, int(opt.t[0]),
+                [np.array(self.backend.to_numpy(a)) for a in opt.arrays()])
+
+    def set_optimizer_state(self, optimizer, l2, t, arrays):
+        """Restore what ``get_optimizer_state`` returned (shapes are checked)."""
+        if optimizer is None:
+            self.reset_optimizer()
+            return
+        self._optimizer = None
+        self._use_optimizer(optimizer, check_l2(l2))
+        opt = self._state.opt
+        mine = opt.arrays()
+        if len(arrays) != len(mine) or any(tuple(np.shape(a)) != tuple(m.shape)
+                                           for a, m in zip(arrays, mine)):
+            raise ValueError("optimizer state: the arrays do not match this network's "
+                             "parameters and optimizer")
+        for m, a in zip(mine, arrays):
+            self.backend.xp.copyto(m, self.backend.asarray(a, self.dtype))
+        opt.t[0] = int(t)
 
     # ------------------------------------------------------------------- data
     def prepare(self, X, Y=None):
@@ -165,8 +241,11 @@ class Network:
         X = as_host_2d("X", X, self.n_inputs, self.backend, self.dtype)
         if Y is None:
             return X
-        Y = as_host_2d("Y", Y, self.n_outputs, self.backend, self.dtype,
-                       allow_1d_column=self.n_outputs == 1)
+        if self.loss == "categorical_crossentropy":
+            Y = class_targets("Y", Y, self.n_outputs, self.backend, self.dtype)
+        else:
+            Y = as_host_2d("Y", Y, self.n_outputs, self.backend, self.dtype,
+                           allow_1d_column=self.n_outputs == 1)
         check_same_rows(X, Y)
         if self.loss == "binary_crossentropy":
             check_unit_interval("Y", Y, self.backend, "binary_crossentropy targets")
@@ -195,13 +274,48 @@ class Network:
 
     def _forward(self, X):
         out = self._kernel_output(X)
-        if self._output_sigmoid:
+        if self._output == "sigmoid":
             self.backend.activation_forward(out, "sigmoid", out=out)
+        elif self._output == "softmax":
+            self.backend.softmax(out, out=out)
         return out
 
-    def evaluate(self, X, Y):
-        """Mean loss on (X, Y) as a Python float."""
-        return self.evaluate_prepared(*self.prepare(X, Y))
+    def predict_classes(self, X):
+        """Class labels (n,) int64: the most probable class (softmax outputs), or
+        ``output >= 0.5`` for a network with one output (a sigmoid)."""
+        out = self.predict(X)
+        if out.shape[1] == 1:
+            return (out[:, 0] >= 0.5).astype(np.int64)
+        return np.argmax(out, axis=1).astype(np.int64)
+
+    def accuracy(self, X, Y):
+        """Fraction of samples whose ``predict_classes`` matches Y (labels (n,), one-hot
+        (n, k), or 0/1 targets of a one-output network)."""
+        X, Yp = self.prepare(X, Y)
+        return self._accuracy(X, Yp)
+
+    def _accuracy(self, X, Y):
+        be = self.backend
+        out = be.to_numpy(self._forward(X))
+        Y = be.to_numpy(Y)
+        if out.shape[1] == 1:
+            hits = (out[:, 0] >= 0.5) == (Y[:, 0] >= 0.5)
+        else:
+            hits = np.argmax(out, axis=1) == np.argmax(Y, axis=1)
+        return float(np.mean(hits))
+
+    def evaluate(self, X, Y, metrics=False):
+        """Mean loss on (X, Y) as a Python float (without any L2 term). ``metrics=True``:
+        a dict ``{"loss": ..., "accuracy": ...}`` (accuracy for the classification losses,
+        binary and categorical cross-entropy; the loss alone otherwise)."""
+        X, Y = self.prepare(X, Y)
+        loss = self.evaluate_prepared(X, Y)
+        if not metrics:
+            return loss
+        out = {"loss": loss}
+        if self._output is not None:
+            out["accuracy"] = self._accuracy(X, Y)
+        return out
 
     def evaluate_prepared(self, X, Y):
         """Mean loss as a Python float on backend arrays X, Y returned by ``prepare``
@@ -209,18 +323,25 @@ class Network:
         be = self.backend
         return float(be.to_numpy(be.loss(self._kernel_output(X), Y, self.loss)))
 
-    def gradients(self, X, Y):
-        """``[(dW, db), ...]`` of the mean loss over (X, Y), as NumPy arrays."""
+    def gradients(self, X, Y, l2=0.0):
+        """``[(dW, db), ...]`` of the mean loss over (X, Y) plus (l2/2) sum ||W||^2, as
+        NumPy arrays (``l2 W`` added to each dW; biases carry no L2)."""
+        l2 = check_l2(l2)
         X, Y = self.prepare(X, Y)
         self.backend.forward_backward(self._state, X, Y)
         grads = self._state.buffers(X.shape[0]).grads
-        return [(np.array(self.backend.to_numpy(dW)), np.array(self.backend.to_numpy(db)))
-                for dW, db in grads]
+        out = [(np.array(self.backend.to_numpy(dW)), np.array(self.backend.to_numpy(db)))
+               for dW, db in grads]
+        if l2:
+            for (dW, _), (W, _) in zip(out, self.get_params()):
+                dW += l2 * W
+        return out
 
     # --------------------------------------------------------------- training
     def fit(self, X, Y, epochs=100, lr=0.1, batch_size=None, shuffle=False, lr_schedule=None,
             progress=None, validation_data=None, validation_split=None, callback=None,
-            patience=None, min_delta=0.0, restore_best=False, trace=None):
+            patience=None, min_delta=0.0, restore_best=False, trace=None, optimizer="sgd",
+            l2=0.0):
         """Train by gradient descent; returns a ``History``.
 
         batch_size: None = full batch, 1 = SGD, k = mini-batches of k (the last one
@@ -240,9 +361,18 @@ class Network:
         the network keeps the parameters of the last epoch in the history; compiled runs
         are cut into slices of about 0.2 s so an interrupt is honoured within 0.5 s.
         ``epochs`` is at most 10**9.
+        optimizer: "sgd" (default), "momentum" (SGD(momentum=0.9)), "nesterov", "adam",
+        or an ``nnkit.SGD`` / ``nnkit.Adam``; its state (velocities, moments, step count)
+        stays on the network for the next fit while the optimizer stays equal (a
+        different one starts afresh; see ``reset_optimizer``). ``lr`` is its rate,
+        scaled per epoch by ``lr_schedule``. l2: adds (l2/2) sum ||W||^2 over the weight
+        matrices (not biases) to the loss, l2 W to their gradients (torch's
+        ``weight_decay``); the reported losses include it.
         """
         epochs = check_epochs(epochs)
         lr = check_positive_float("lr", lr)
+        l2 = check_l2(l2)
+        get_optimizer(optimizer)  # checked before anything changes
         if batch_size is not None:
             batch_size = check_positive_int("batch_size", batch_size)
         schedule = get_schedule(lr_schedule)
@@ -253,6 +383,7 @@ class Network:
             raise TypeError(f"callback: expected a callable (epoch, record), got "
                             f"{type(callback).__name__}")
         X, Y = self.prepare(X, Y)
+        self._use_optimizer(optimizer, l2)
         val = None
         if validation_split is not None:
             if validation_data is not None:

@@ -10,7 +10,9 @@ from decimal import Decimal
 
 import numpy as np
 
+from .backends.base import UpdateSettings
 from .config import get_backend
+from .optim import check_l2, get_optimizer
 from .schedules import learning_rates
 from .validation import check_epochs, check_positive_int
 
@@ -109,7 +111,8 @@ class SweepResult:
 
 def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
           lr_schedule=None, backend=None, chunk_size=None, executor=None, checkpoint=None,
-          halving=None, min_epochs=None, record_every=None, progress=False):
+          halving=None, min_epochs=None, record_every=None, progress=False, optimizer="sgd",
+          l2=0.0):
     """Train every (lr, seed) in the Cartesian product of ``lr`` and ``seed`` together.
 
     ``net`` is a template Network (architecture, loss, dtype; its seed is used when
@@ -135,6 +138,9 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     ``pruned_epoch``. record_every: k keeps the
     loss of epochs k-1, 2k-1, ... and the last (``loss_epochs``), "final" the last only.
     progress: a bar over finished chunks (None: when stdout is a terminal).
+    optimizer, l2: as ``fit``'s; every configuration starts with fresh optimizer state
+    (an optimizer other than plain sgd: chunks train all their epochs in one call, and
+    no halving).
 
     Every argument is checked before any training, as ``fit`` checks it: lr a finite
     real number > 0 (Fraction, Decimal and NumPy scalars too; not bool) or a non-empty
@@ -158,6 +164,10 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     _check_rates(lrs, factor)
     every = _record_every(record_every, epochs)
     rungs = _halving(halving, min_epochs, epochs)
+    update = get_optimizer(optimizer).settings(check_l2(l2))
+    if rungs is not None and update.rule != "sgd":
+        raise ValueError(f"halving: not available with optimizer {optimizer!r} yet (its "
+                         "state would restart at every rung); use plain sgd or no halving")
     if checkpoint is not None and not isinstance(checkpoint, (str, bytes, os.PathLike)):
         raise TypeError(f"checkpoint: expected a folder path, got {type(checkpoint).__name__}")
     if executor is None:
@@ -168,6 +178,7 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     runner = make_runner(executor, be)
     work = Network(net.layers, loss=net.loss, dtype=net.dtype, seed=net.seed,
                    backend=be if executor is None else "numpy")
+    work._use_optimizer(optimizer, update.l2)  # plans with the update rule and L2
     Xd, Yd = work.prepare(X, Y)
     n = Xd.shape[0]
     if batch_size is not None and batch_size >= n:
@@ -182,7 +193,7 @@ def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,
     path = None if be is None else be.plan("sweep", work.spec, n, batch_size, C, epochs)
     job = SweepJob(name, tuple((d.n_in, d.n_out, d.activation) for d in net.layers),
                    work.spec, net.loss, net.dtype, factor, epochs, batch_size, bool(shuffle),
-                   C, n, path, every)
+                   C, n, path, every, None if update == UpdateSettings() else update)
     chunking = {"chunk_size": chunk_size or _default_chunk(net, n, batch_size, C)}
     key = None
     if checkpoint is not None:

@@ -37,6 +37,8 @@ def sweep_key(job, rates, seeds, X, Y, halving):
                "batch_size": job.batch_size, "shuffle": job.shuffle,
                "record_every": job.record_every,
                "halving": None if halving is None else list(halving),
+               "update": None if job.update is None else [
+                   job.update.rule, [float(h) for h in job.update.hyper], job.update.l2],
                "data": f"X {tuple(X.shape)}, Y {tuple(Y.shape)}"}
     h.update(json.dumps(summary, sort_keys=True).encode())
     summary["arrays_sha256"] = h.hexdigest()

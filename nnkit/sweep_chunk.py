@@ -44,6 +44,7 @@ class SweepJob:
     rows: int
     path: str | None
     record_every: int
+    update: object = None  # the backends' UpdateSettings; None: plain sgd
 
     def recorded_epochs(self, e0=0, e1=None):
         """The recorded epoch indices in [e0, e1) (int64, ascending)."""
@@ -167,9 +168,12 @@ def train_chunk(task, X, Y, backend=None):
     last = np.full(c, np.nan)
     diverged = np.full(c, -1, dtype=np.int64)
     step = task.e1 - task.e0
-    if job.record_every > 1:  # bounded loss blocks; the arithmetic is the same
+    # Bounded blocks of epochs (the arithmetic is the same), except with an optimizer,
+    # whose state lives for one train_many call: its chunks train all their epochs at once.
+    stateful = job.update is not None and job.update.rule != "sgd"
+    if job.record_every > 1 and not stateful:  # bounded loss blocks
         step = max(1, min(step, LOSS_BLOCK_BYTES // (8 * c)))
-    if job.batch_size is not None and job.shuffle:  # bounded (c, epochs, n) sample orders
+    if job.batch_size is not None and job.shuffle and not stateful:  # bounded sample orders
         step = max(1, min(step, ORDER_BLOCK_BYTES // (8 * c * n)))
     alive = np.arange(c)
     for start in range(task.e0, task.e1, step):
@@ -182,7 +186,7 @@ def train_chunk(task, X, Y, backend=None):
         with be.use_path(path):
             block, div = be.train_many(part, job.spec.activations, job.loss, Xd, Yd,
                                        task.rates[alive], job.factors[start:stop],
-                                       job.batch_size, orders)
+                                       job.batch_size, orders, job.update)
         if part is not params:
             for (W, b), (Wp, bp) in zip(params, part):
                 W[alive] = Wp

@@ -133,3 +133,34 @@ def check_unit_interval(arg, Y, backend, why):
 def check_same_rows(X, Y):
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"Y: expected {X.shape[0]} samples to match X, got {Y.shape[0]}")
+
+
+def class_targets(arg, y, k, backend, dtype):
+    """Targets of a k-class softmax network as a backend array (n, k) of ``dtype``:
+    integer labels (n,) in [0, k) become one-hot rows; a 2-D (n, k) array must hold
+    probability rows (entries in [0, 1] summing to 1, e.g. one-hot)."""
+    if backend.is_own_array(y):
+        y = backend.to_numpy(y)
+    if isinstance(y, (list, tuple)) or (isinstance(y, np.ndarray) and y.ndim == 1):
+        labels = np.asarray(y)
+        if labels.ndim == 1:
+            if labels.size == 0:
+                raise ValueError(f"{arg}: expected at least one sample, got shape {labels.shape}")
+            if labels.dtype.kind not in "biuf":
+                raise TypeError(f"{arg}: expected integer class labels in [0, {k}) or "
+                                f"one-hot rows (n, {k}), got an array of dtype {labels.dtype}")
+            whole = labels.dtype.kind != "f" or bool(
+                np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)))
+            if not whole or labels.min() < 0 or labels.max() >= k:
+                raise ValueError(f"{arg}: expected integer class labels in [0, {k}) or "
+                                 f"one-hot rows (n, {k}); got labels from {labels.min()!r} to "
+                                 f"{labels.max()!r}" + ("" if whole else " (not integers)"))
+            onehot = np.zeros((labels.size, k))
+            onehot[np.arange(labels.size), labels.astype(np.int64)] = 1.0
+            return backend.asarray(onehot, dtype)
+    Y = as_host_2d(arg, y, k, backend, dtype)
+    host = np.asarray(backend.to_numpy(Y), dtype=np.float64)
+    if host.min() < 0 or host.max() > 1 or not np.allclose(host.sum(axis=1), 1.0, atol=1e-6):
+        raise ValueError(f"{arg}: expected integer class labels in [0, {k}) or one-hot "
+                         f"(probability) rows of shape (n, {k}) summing to 1")
+    return Y
