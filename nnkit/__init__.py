@@ -11,10 +11,16 @@ from .history import History
 from .io import load, save
 from .layers import Dense
 from .network import Network
+from .optim import Adam, SGD
 from .schedules import Constant, Exponential, InverseTime, Schedule, StepDecay
 from .sweep import SweepResult, sweep
 
 __version__ = "0.1.0"
+
+
+def predict_classes(net, X):
+    """``net.predict_classes(X)``: class labels (n,) of a classification network."""
+    return net.predict_classes(X)
 
 
 def __getattr__(name):
@@ -28,5 +34,5 @@ __all__ = ["Network", "Dense", "History", "gradcheck", "use_backend", "get_backe
            "available_backends", "BackendUnavailableError", "TrainingDiverged",
            "TrainingInterrupted", "save", "load",
            "sweep", "SweepResult",
-           "datasets", "Schedule", "Constant", "StepDecay",
+           "datasets", "SGD", "Adam", "predict_classes", "Schedule", "Constant", "StepDecay",
            "Exponential", "InverseTime", "__version__"]
