@@ -2,6 +2,10 @@
 
 The file is a zip (``numpy.savez``) of ``.npy`` members: ``meta.npy`` (the UTF-8 JSON
 metadata as a uint8 vector) and ``W0.npy``, ``b0.npy``, ``W1.npy``, ... (the parameters).
+Version 2 adds the optimizer state: metadata key ``optimizer`` (its name and settings, the
+L2 coefficient and the update count t) and members ``s1_W0.npy``, ``s1_b0.npy``, ...
+(``s2_...`` for Adam's second moments), shaped like the parameters. Version 1 files (no
+optimizer state) still load.
 
 ``load`` does not trust the file. It checks, in this order and before allocating any
 parameter array: the metadata schema (format, a known version, loss, dtype, and at most
@@ -25,8 +29,8 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 FORMAT = "nnkit-network"
-VERSION = 1
-KNOWN_VERSIONS = (1,)        # every format version this nnkit reads
+VERSION = 2
+KNOWN_VERSIONS = (1, 2)      # every format version this nnkit reads
 MAX_LAYERS = 1_000           # layers in a loadable network
 MAX_UNITS = 1_000_000        # inputs/outputs of one loadable layer
 MAX_META_BYTES = 1 << 20     # size of the JSON metadata
@@ -34,7 +38,8 @@ MAX_INFLATE_RATIO = 10       # members read <= ratio * file size + slack
 INFLATE_SLACK = 16 << 20
 _NPY_HEADER_MAX = 10_000     # numpy's own limit on an .npy header
 _REQUIRED_KEYS = ("format", "version", "loss", "dtype", "layers")
-_OPTIONAL_KEYS = ("seed",)   # absent: seed 0
+_OPTIONAL_KEYS = ("seed", "optimizer")   # absent: seed 0, no optimizer state
+_OPTIMIZER_KEYS = {"sgd": ("momentum", "nesterov"), "adam": ("beta1", "beta2", "eps")}
 
 
 class _BadFile(ValueError):
@@ -53,10 +58,18 @@ def save(net, path):
     meta = {"format": FORMAT, "version": VERSION, "loss": net.loss, "dtype": net.dtype,
             "seed": net.seed,
             "layers": [[layer.n_in, layer.n_out, layer.activation] for layer in net.layers]}
+    optimizer, l2, t, slots = net.get_optimizer_state()
+    if optimizer is not None:
+        meta["optimizer"] = {"name": "adam" if type(optimizer).__name__ == "Adam" else "sgd",
+                             **{k: getattr(optimizer, k) for k in _OPTIMIZER_KEYS[
+                                 "adam" if type(optimizer).__name__ == "Adam" else "sgd"]},
+                             "l2": l2, "t": t}
     arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
     for i, (W, b) in enumerate(net.get_params()):
         arrays[f"W{i}"] = W
         arrays[f"b{i}"] = b
+    for (name, _, _), slot in zip(_slot_members(meta), slots):
+        arrays[name[:-4]] = slot
     write_atomically(path, arrays)
 
 
@@ -116,10 +129,15 @@ def load(path, backend=None):
     backend = get_backend(backend)       # a bad backend is the caller's error, not the file's
     with open(path, "rb") as fh:
         try:
-            meta, params = _read_network(fh)
+            meta, params, slots = _read_network(fh)
             net = Network(_layers(meta), loss=meta["loss"], dtype=meta["dtype"],
                           seed=meta.get("seed", 0), backend=backend)
             net.set_params(params)           # also refuses NaN/inf parameters
+            if "optimizer" in meta:
+                opt = meta["optimizer"]
+                if not all(np.isfinite(a).all() for a in slots):
+                    raise ValueError("optimizer state: contains NaN or infinite values")
+                net.set_optimizer_state(_optimizer_of(opt), opt["l2"], opt["t"], slots)
         except _BadFile as exc:
             raise ValueError(f"path: {path!r} {exc}") from None
         except (ValueError, TypeError) as exc:   # Network/set_params on checked input
@@ -135,7 +153,7 @@ def _read_network(fh):
             budget = _Budget(MAX_INFLATE_RATIO * size + INFLATE_SLACK)
             meta = _read_meta(zf, size, budget)
             _check_meta(meta)
-            members = _param_members(meta)
+            members = _param_members(meta) + _slot_members(meta)
             # every header and size is checked before any parameter array is read
             headers = [_member_header(zf, name, size, budget, what, shape=shape,
                                       dtype=np.dtype(meta["dtype"]))
@@ -149,7 +167,8 @@ def _read_network(fh):
         # what the zip layer says of a corrupt archive (bad CRC, truncated data, ...)
         raise _BadFile(f"is not a readable nnkit file (truncated or corrupt .npz: "
                        f"{_describe(exc)})") from None
-    return meta, list(zip(arrays[0::2], arrays[1::2]))
+    k = 2 * len(meta["layers"])
+    return meta, list(zip(arrays[0:k:2], arrays[1:k:2])), arrays[k:]
 
 
 def _open_zip(fh):
@@ -200,7 +219,7 @@ def _read_meta(zf, size, budget):
 
 def _check_meta(meta):
     """Validate the metadata's keys, version, loss, dtype and layers; raise _BadFile."""
-    from .backends import ACTIVATIONS, LOSSES
+    from .backends import LAYER_ACTIVATIONS, LOSSES
     from .validation import DTYPES
 
     version = meta.get("version")
@@ -222,10 +241,15 @@ def _check_meta(meta):
     if not _is_int(seed) or seed < 0:
         raise _BadFile(f"has invalid nnkit metadata: seed: expected an integer >= 0, got "
                        f"{_short(seed)}")
-    _check_layers(meta["layers"], ACTIVATIONS)
+    _check_layers(meta["layers"], LAYER_ACTIVATIONS)
     if meta["loss"] == "binary_crossentropy" and meta["layers"][-1][2] != "sigmoid":
         raise _BadFile("has invalid nnkit metadata: loss 'binary_crossentropy' needs a "
                        "'sigmoid' output layer")
+    if "optimizer" in meta:
+        if version < 2:
+            raise _BadFile("has invalid nnkit metadata: optimizer state needs format "
+                           "version 2")
+        _check_optimizer(meta["optimizer"])
 
 
 def _check_field(key, value, choices):
@@ -280,6 +304,43 @@ def _layers(meta):
     """The ``Dense`` layers described by (checked) metadata."""
     from .layers import Dense
     return [Dense(n_in, n_out, act) for n_in, n_out, act in meta["layers"]]
+
+
+def _slot_members(meta):
+    """The optimizer state's members (none without one): s1_W0, s1_b0, ..., then s2_...
+    for Adam; shaped like the parameters."""
+    opt = meta.get("optimizer")
+    if opt is None:
+        return []
+    slots = 2 if opt["name"] == "adam" else 1 if opt["momentum"] else 0
+    return [(f"s{k}_{name}", f"optimizer state of {what}", shape)
+            for k in range(1, slots + 1) for name, what, shape in _param_members(meta)]
+
+
+def _optimizer_of(opt):
+    """The nnkit.SGD / nnkit.Adam that checked metadata ``opt`` describes."""
+    from .optim import SGD, Adam
+    cls = Adam if opt["name"] == "adam" else SGD
+    return cls(**{k: opt[k] for k in _OPTIMIZER_KEYS[opt["name"]]})
+
+
+def _check_optimizer(opt):
+    """The ``optimizer`` metadata: a name, its settings, l2 and t; raise _BadFile."""
+    def bad(why):
+        return _BadFile(f"has invalid nnkit metadata: optimizer: {why}")
+    if not isinstance(opt, dict) or opt.get("name") not in _OPTIMIZER_KEYS:
+        raise bad(f"expected {{'name': 'sgd' or 'adam', ...}}, got {_short(opt)}")
+    keys = set(_OPTIMIZER_KEYS[opt["name"]]) | {"name", "l2", "t"}
+    if set(opt) != keys:
+        raise bad(f"expected the keys {sorted(keys)}, got {_short(sorted(opt))}")
+    if not _is_int(opt["t"]) or opt["t"] < 0:
+        raise bad(f"t: expected an integer >= 0, got {_short(opt['t'])}")
+    try:
+        _optimizer_of(opt)
+        from .optim import check_l2
+        check_l2(opt["l2"])
+    except (TypeError, ValueError) as exc:
+        raise bad(str(exc)) from None
 
 
 def _param_members(meta):

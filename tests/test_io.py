@@ -88,7 +88,7 @@ def test_newer_version_and_bad_shapes(tmp_path):
     np.savez(tmp_path / "new.npz", **files)
     with pytest.raises(ValueError, match="version 99"):
         nnkit.load(tmp_path / "new.npz")
-    meta["version"] = 1
+    meta["version"] = nnkit.io.VERSION
     files["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     files["W0"] = np.zeros((5, 5), dtype=np.float32)
     np.savez(tmp_path / "shape.npz", **files)
@@ -99,3 +99,30 @@ def test_newer_version_and_bad_shapes(tmp_path):
     with pytest.raises(ValueError, match="dtype float64, expected float32"):
         nnkit.load(tmp_path / "dtype.npz")
     assert zipfile.is_zipfile(path)
+
+
+def test_version_1_files_still_load(tmp_path):
+    """A file as nnkit wrote it before optimizer state existed (version 1, no optimizer
+    key or members) loads, with no optimizer state; version 1 with one is refused."""
+    import json
+    net, _ = trained("numpy")
+    path = tmp_path / "net.npz"
+    nnkit.save(net, path)
+    with np.load(path) as d:
+        files = {k: d[k] for k in d.files if not k.startswith("s")}
+    meta = json.loads(files["meta"].tobytes())
+    assert "optimizer" in meta
+    bad = dict(meta, version=1)
+    files["meta"] = np.frombuffer(json.dumps(bad).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "bad.npz", **files)
+    with pytest.raises(ValueError, match="optimizer state needs format version 2"):
+        nnkit.load(tmp_path / "bad.npz")
+    old = {k: v for k, v in meta.items() if k != "optimizer"}
+    old["version"] = 1
+    files["meta"] = np.frombuffer(json.dumps(old).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", **files)
+    back = nnkit.load(tmp_path / "old.npz")
+    assert back.optimizer is None
+    for (W, b), (W0, b0) in zip(back.get_params(), net.get_params()):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
