@@ -35,7 +35,7 @@ class GradcheckResult(float):
         return text
 
 
-def gradcheck(net, X, Y, eps=1e-6, grad_fn=None, per_layer=False, skip_kinks=True):
+def gradcheck(net, X, Y, eps=1e-6, grad_fn=None, per_layer=False, skip_kinks=True, l2=0.0):
     """Max relative error between analytic and central-difference gradients.
 
     The check runs on a float64 copy of ``net`` on the same backend. For each
@@ -51,13 +51,17 @@ def gradcheck(net, X, Y, eps=1e-6, grad_fn=None, per_layer=False, skip_kinks=Tru
     checks every entry on all samples. Returns a ``GradcheckResult``: a float, the max
     error, carrying ``per_layer``, ``at_kink``, ``skipped``, ``kink_error`` and
     ``summary()``. ``per_layer=True`` returns its list of ``(err_W, err_b)`` instead.
+    ``l2``: check the gradient of the loss plus (l2/2) sum ||W||^2 (what ``fit(l2=)``
+    trains); ``grad_fn``'s gradients then get ``l2 W`` added to each dW.
     """
     from .network import Network
+    from .optim import check_l2
+    l2 = check_l2(l2)
     net64 = Network(net.layers, loss=net.loss, dtype="float64", seed=net.seed,
                     backend=net.backend)
     net64.set_params(net.get_params())
     X, Y = net64.prepare(X, Y)
-    gradients = grad_fn or Network.gradients
+    gradients = _with_l2(grad_fn or Network.gradients, l2)
     analytic = gradients(net64, X, Y)
     params = net64.get_params()
     watch = skip_kinks and any(layer.activation == "relu" for layer in net.layers)
@@ -68,7 +72,7 @@ def gradcheck(net, X, Y, eps=1e-6, grad_fn=None, per_layer=False, skip_kinks=Tru
         err, n_kink, n_skip = [], [], []
         for j, p in enumerate((W, b)):
             numeric, switched = _central_differences(net64, params, p, np.arange(p.size),
-                                                     X, Y, eps, centre)
+                                                     X, Y, eps, centre, l2)
             g = np.array(analytic[i][j], dtype=np.float64).reshape(-1)
             kinked = np.flatnonzero(switched.any(axis=1))
             if kinked.size:
@@ -80,7 +84,8 @@ def gradcheck(net, X, Y, eps=1e-6, grad_fn=None, per_layer=False, skip_kinks=Tru
                     checked[ks] = False
                     continue
                 Xs, Ys = subsets.data(rows)
-                numeric[ks], _ = _central_differences(net64, params, p, ks, Xs, Ys, eps, None)
+                numeric[ks], _ = _central_differences(net64, params, p, ks, Xs, Ys, eps, None,
+                                                      l2)
                 g[ks] = subsets.gradient(rows)[i][j].reshape(-1)[ks]
             err.append(_relative_error(g[checked], numeric[checked]))
             n_kink.append(int(kinked.size))
@@ -94,7 +99,19 @@ def gradcheck(net, X, Y, eps=1e-6, grad_fn=None, per_layer=False, skip_kinks=Tru
     return GradcheckResult(errors, at_kink, skipped, max(kink_errors))
 
 
-def _central_differences(net64, params, p, entries, X, Y, eps, centre):
+def _with_l2(gradients, l2):
+    """``gradients(net, X, Y)`` with ``l2 W`` added to each dW."""
+    if not l2:
+        return gradients
+
+    def with_l2(net, X, Y):
+        grads = gradients(net, X, Y)
+        return [(np.asarray(dW) + l2 * W, db)
+                for (dW, db), (W, _) in zip(grads, net.get_params())]
+    return with_l2
+
+
+def _central_differences(net64, params, p, entries, X, Y, eps, centre, l2=0.0):
     """d loss / d p[entries] by central differences (p is one of ``params``, perturbed in
     place and restored), and, if ``centre`` holds the unperturbed relu masks, which
     samples each step switches: a (len(entries), n_samples) bool array."""
@@ -107,7 +124,8 @@ def _central_differences(net64, params, p, entries, X, Y, eps, centre):
         for step in (eps, -eps):
             flat[k] = orig + step
             net64.set_params(params)
-            values.append(net64.evaluate_prepared(X, Y))
+            values.append(net64.evaluate_prepared(X, Y)
+                          + 0.5 * l2 * sum(float(np.sum(W * W)) for W, _ in params))
             if centre is not None:
                 switched[e] |= _switched_rows(centre, _relu_masks(net64, X))
         flat[k] = orig
