@@ -213,8 +213,10 @@ class NumbaBackend(StackedSweeps, Backend):
                 "CODEGEN_MIN_WORK": CODEGEN_MIN_WORK, "LOOP_MAX_WORK": LOOP_MAX_WORK}
 
     def supports(self, path, spec):
-        if path == "generated":  # the generated kernels train plain sgd, elementwise losses
-            return spec.plain and not spec.rowwise
+        """The generated fit kernel (the "step" and "epochs" calls) trains every loss and
+        update rule, L2 included; the generated sweep kernels every loss, but plain sgd
+        only: ``choose_path`` sends other sweeps elsewhere, and ``_sweep_generated``
+        refuses them (a forced path)."""
         return super().supports(path, spec)
 
     def choose_path(self, call, spec, rows, batch_size, configs, epochs):
@@ -223,6 +225,8 @@ class NumbaBackend(StackedSweeps, Backend):
         rows x weights <= LOOP_MAX_WORK; blas: larger; sweeps otherwise the engine's."""
         full = batch_size is None
         tiny = spec.weights <= CODEGEN_MAX_WEIGHTS and self.supports("generated", spec)
+        if call == "sweep":  # the generated sweep kernels train plain sgd only
+            tiny = tiny and spec.plain
         if call == "step":
             if tiny and rows <= CODEGEN_MAX_ROWS:
                 return "generated"
@@ -240,15 +244,12 @@ class NumbaBackend(StackedSweeps, Backend):
     def prepare_step(self, path, state, n):
         if path != "generated":
             return super().prepare_step(path, state, n)
-        from ._numba_codegen import kernel as generated
-        kernel = generated("fit", state.spec.sizes, state.activations, state.loss, n,
-                           state.dtype.name)
-        flat, lr_arr, loss_arr = (tuple(a for p in state.params for a in p), np.empty(1),
-                                  np.full(1, np.nan))
+        kernel = _fit_kernel(state, n)
+        args, lr_arr, loss_arr = _fit_args(state), np.empty(1), np.full(1, np.nan)
 
         def step(state, X, Y, lr):  # one epoch of the generated fit kernel
             lr_arr[0] = lr
-            kernel(X, Y, *flat, lr_arr, loss_arr)
+            kernel(X, Y, *args, lr_arr, loss_arr)
             return loss_arr[0]
         return step
 
@@ -272,16 +273,15 @@ class NumbaBackend(StackedSweeps, Backend):
     def _epochs_generated(self, state, X, Y, lrs, batch_size, orders):
         if batch_size is not None:
             raise ValueError("the generated epochs path trains full batches only")
-        cache = state.buffers(X.shape[0]).cache
-        kernel = cache.get("fit_kernel")
-        if kernel is None:
-            from ._numba_codegen import kernel as generated
-            kernel = cache["fit_kernel"] = generated(
-                "fit", state.spec.sizes, state.activations, state.loss, X.shape[0],
-                state.spec.dtype)
+        cache = state.buffers(X.shape[0]).cache  # cleared when the optimizer changes
+        opt = state.opt  # the key also follows the rule and L2 (written into the kernel)
+        key = ("fit_kernel", id(opt), opt.rule, opt.hyper[3] != 0.0)
+        prepared = cache.get(key)
+        if prepared is None:
+            prepared = cache[key] = (_fit_kernel(state, X.shape[0]), _fit_args(state))
+        kernel, args = prepared
         losses = np.full(len(lrs), np.nan)
-        kernel(X, Y, *(a for pair in state.params for a in pair),
-               np.ascontiguousarray(lrs, dtype=np.float64), losses)
+        kernel(X, Y, *args, np.ascontiguousarray(lrs, dtype=np.float64), losses)
         return losses
 
     def _epochs_fused(self, state, X, Y, lrs, batch_size, orders):
@@ -304,7 +304,14 @@ class NumbaBackend(StackedSweeps, Backend):
     def _sweep_generated(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                          orders, update=None):
         """Full batch: blocks of configurations innermost in one generated kernel;
-        mini-batch: the generated mini-batch loop per configuration, prange over them."""
+        mini-batch: the generated mini-batch loop per configuration, prange over them.
+        Plain sgd only (``update`` None)."""
+        if update is not None:
+            raise ValueError(
+                f"path: the numba backend's 'generated' path cannot train loss {loss!r} "
+                f"with update {update.rule!r}" + (" and L2" if update.l2 else "")
+                + " in a sweep (its sweep kernels train plain sgd only; the 'batched' "
+                "sweep path trains every update)")
         if batch_size is not None:
             return self._train_many_minibatch(params, activations, loss, X, Y, lrs, factors,
                                               batch_size, orders)
@@ -393,6 +400,27 @@ def _loss(name):
         return _LOSS[name]
     except KeyError:
         raise ValueError(f"loss: expected one of {tuple(_LOSS)}, got {name!r}") from None
+
+
+def _fit_kernel(state, n):
+    """The generated fit kernel of ``state`` (architecture, loss, update rule, L2) for
+    batches of ``n`` rows."""
+    from ._numba_codegen import kernel as generated
+    spec = state.spec
+    return generated("fit", spec.sizes, state.activations, state.loss, n, spec.dtype,
+                     rule=state.opt.rule, l2=state.opt.l2 != 0.0)
+
+
+def _fit_args(state):
+    """The generated fit kernel's arguments before ``lrs, losses``: every (W, b), the
+    optimizer's state slots its rule keeps (S1 per layer, then S2), hyper and t; the
+    arrays are updated in place, so the tuple stays valid until the optimizer changes
+    (``TrainState.set_optimizer`` clears the caches holding it)."""
+    from ._math import UPDATE_MATH
+    opt = state.opt
+    slots = (opt.s1, opt.s2)[:UPDATE_MATH[opt.rule].slots]
+    return (*(a for pair in state.params for a in pair),
+            *(a for pairs in slots for pair in pairs for a in pair), opt.hyper, opt.t)
 
 
 def _slot_tuples(opt):

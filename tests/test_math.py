@@ -33,35 +33,84 @@ def kernel_acts(acts, loss):
     return tuple(acts[:-1]) + (("linear",) if loss == "binary_crossentropy" else acts[-1:])
 
 
-@pytest.mark.parametrize("loss", [x for x in LOSSES if not LOSS_MATH[x].rowwise])
+@pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_generated_sources_render_every_entry(act, loss):
     """Each generated numba and CUDA source carries the table's expressions for the
-    activation (hidden layer), the loss and the update."""
+    activation (hidden layer), the loss and the update. The numba kernels render every
+    loss (a rowwise one with its row log-sum-exp); the CUDA ones the elementwise losses."""
     acts = kernel_acts((act, "sigmoid"), loss)
     sizes, n = (2, 3, 1), 4
     g, c = _numba_codegen.G, _cuda_codegen.C
     numba_sources = [_numba_codegen._fit_source(sizes, acts, loss, n),
                      _numba_codegen._many_source(sizes, acts, loss, n, 8),
                      _numba_codegen._minibatch_source(sizes, acts, loss, n, 2)]
-    cuda_sources = [_cuda_codegen.fit_source(sizes, acts, loss, n, "float32"),
-                    _cuda_codegen.sweep_source(sizes, acts, loss, n, "float64")]
+    rowwise = LOSS_MATH[loss].rowwise
+    cuda_sources = [] if rowwise else [
+        _cuda_codegen.fit_source(sizes, acts, loss, n, "float32"),
+        _cuda_codegen.sweep_source(sizes, acts, loss, n, "float64")]
     for d, sources in ((g, numba_sources), (c, cuda_sources)):
         for src in sources:
             assert ACTIVATION_MATH[act].forward(d, "s") in src
             assert ACTIVATION_MATH[act].derivative(d, "g", "a") in src
             residual = LOSS_MATH[loss].residual
             dr = None if residual is None else "dr"
-            if dr:
+            if rowwise:  # the row statistic, named by each kernel
+                dr = "rl[c]" if "rl[c]" in src else "rl"
+                m, s = ("zm[c]", "se[c]") if dr == "rl[c]" else ("zm", "se")
+                term, lse = _math.row_lse_parts(d, "", m, s)
+                assert f"{dr} = {lse}" in src
+                assert term.split("(")[0] + "(" in src
+            elif dr:
                 assert f"dr = {residual(d, 'z', 'y')}" in src
             assert LOSS_MATH[loss].term(d, "z", "y", dr) in src
+            assert LOSS_MATH[loss].grad(d, "z", "y", str(n) if "nb" not in src else "nb",
+                                        dr) in src
     # The update, with each renderer's own operands.
+    fit_lines = _numba_codegen.G.update_lines("sgd", _math.Operands())
+    assert [f"{t} = {e}" for t, e in fit_lines][0] not in numba_sources[0]  # plain: in place
     assert _numba_codegen._sgd("W0[k, j]", "dW0[k, j]", "lr") in numba_sources[0]
     assert _numba_codegen._sgd("W0[k, j, c]", "acc[c]", "lr[c]") in numba_sources[1]
-    assert _cuda_codegen._sgd("W0[k * 3 + j]", "s", "lr") in cuda_sources[0]
+    if cuda_sources:
+        assert _cuda_codegen._sgd("W0[k * 3 + j]", "s", "lr") in cuda_sources[0]
+
+
+@pytest.mark.parametrize("l2", [False, True])
+@pytest.mark.parametrize("rule", UPDATES)
+def test_generated_fit_source_renders_every_update_rule(rule, l2):
+    """The numba fit kernel renders each update rule's lines from the table, in order,
+    for weights and biases, with the state slots the rule keeps as arguments, the L2
+    decay of the table on the weights only and the rule written in as a constant (so
+    the kernel's cache key, its source, differs per rule and L2)."""
+    g = _numba_codegen.G
+    sizes = (2, 3, 1)
+    src = _numba_codegen._fit_source(sizes, ("tanh", "sigmoid"), "mse", 4, rule, l2)
+    lines = [f"{t} = {e}" for t, e in g.update_lines(rule, _math.Operands())]
+    body = [line.strip() for line in src.splitlines()]
+    if rule == "sgd" and not l2:  # plain: the in-place update, as before
+        assert _numba_codegen._sgd("W0[k, j]", "dW0[k, j]", "lr") in src
+    else:
+        starts = [i for i, line in enumerate(body) if line == lines[0]]
+        assert len(starts) == 2 * (len(sizes) - 1)  # every W and b
+        for i in starts:
+            assert body[i:i + len(lines)] == lines
+        decayed = f"g = {_math.decay(g, 'dW0[k, j]', 'p', 'l2')}"
+        assert (decayed in body) == l2
+        assert f"g = {_math.decay(g, 'db0[j]', 'p', 'l2')}" not in body
+        assert ("loss += 0.5 * hyper[3] * sq" in body) == l2
+    header = next(line for line in body if line.startswith("def train_epochs("))
+    slots = UPDATE_MATH[rule].slots
+    for i in (1, 2):
+        assert (f"S{i}W0" in header) == (slots >= i)
+        assert (f"S{i}b1" in header) == (slots >= i)
+    assert "hyper, count, lrs, losses" in header
+    others = {(r, x) for r in UPDATES for x in (False, True)} - {(rule, l2)}
+    assert all(_numba_codegen._fit_source(sizes, ("tanh", "sigmoid"), "mse", 4, r, x) != src
+               for r, x in others)
 
 
 def test_elementwise_kernels_cover_every_activation_and_update():
+    import re
     kernels = {k[0]: k for k in _cuda_codegen.elementwise_kernels()}
     c = _cuda_codegen.C
     for name in ACTIVATIONS:
@@ -71,6 +120,24 @@ def test_elementwise_kernels_cover_every_activation_and_update():
         assert f"/* {name} */" in kernels["nnkit_act"][3]
         assert code == ACTIVATIONS.index(name)
     assert c.update("p", "g", "(T)lr") in kernels["nnkit_sgd"][3]
+    # one kernel per update rule: L2 fused in (decay), then every line of the rule in
+    # order, with the rule's slots as outputs and the scalars its lines read as inputs
+    for rule in UPDATES:
+        name, in_params, out_params, op = kernels[f"nnkit_update_{rule}"]
+        decayed = f"const T gd = {_math.decay(c, 'g', 'p', 'l2')};"
+        assert decayed in op
+        at = op.index(decayed)
+        for target, expr in c.update_lines(rule, _math.Operands(g="gd")):
+            at = op.index(f"{target} = {expr}", at + 1)
+        assert out_params.split(", ") == ["T p"] + [f"T s{i + 1}"
+                                                   for i in range(UPDATE_MATH[rule].slots)]
+        scalars = _cuda_codegen.update_scalars(rule)
+        assert in_params.split(", ") == ["T g", "float64 l2_"] + [f"float64 {s}_"
+                                                                 for s in scalars]
+        assert "lr" in scalars
+        text = " ".join(e for _, e in c.update_lines(rule, _math.Operands()))
+        for s in set(_cuda_codegen.UPDATE_SCALARS) - set(scalars):
+            assert not re.search(rf"\b{s}\b", text)  # one left out is one never read
 
 
 # --- the NumPy reference against the table, in float64 -------------------------------
