@@ -21,20 +21,43 @@ import numpy
 
 
 
+def _group_size(orders, C):
+    """m: configurations come in runs of m with the same sample orders (C % m == 0; all
+    C without orders; 1 where runs are uneven)."""
+    if orders is None:
+        return C
+    m = 1
+    while m < C and numpy.array_equal(orders[m], orders[0]):
+        m += 1
+    if C % m or any(not numpy.array_equal(orders[c], orders[c - c % m])
+                    for c in range(C)):
+        return 1
+    return m
+
+
 class StackedSweeps:
     """Mixin giving a ``Backend`` the "stacked" and "batched" sweep paths."""
 
-    sweep_paths = {"stacked": ("sweep",), "batched": ("sweep",)}
+    sweep_paths = {"stacked": ("sweep",), "batched": ("sweep",), "grouped": ("sweep",)}
 
     @staticmethod
     def sweep_path(batch_size, spec=None):
-        """The engine's path for a sweep: "stacked" for full batches of plain sgd, else
-        "batched" (any batch size, update rule and L2)."""
+        """The engine's path for a sweep: "stacked" for full batches of plain sgd,
+        "grouped" for its mini-batches (networks of two or more layers), else "batched"
+        (any batch size, update rule and L2)."""
         plain = spec is None or spec.plain
-        return "stacked" if batch_size is None and plain else "batched"
+        if not plain:
+            return "batched"
+        if batch_size is None:
+            return "stacked"
+        return "grouped" if spec is None or len(spec.sizes) > 2 else "batched"
 
     def supports(self, path, spec):
-        return path != "stacked" or spec.plain
+        if path == "stacked":
+            return spec.plain
+        if path == "grouped":
+            return spec.plain and len(spec.sizes) > 2
+        return True
 
     def _sweep_batched(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                        orders, update=None):
@@ -95,9 +118,10 @@ class StackedSweeps:
             W[...] = xp.where(ok, W, W0)
             b[...] = xp.where(ok, b, b0)
 
-    def many_forward_backward(self, params, activations, loss, X, Y):
+    def many_forward_backward(self, params, activations, loss, X, Y, input_grad=False):
         """Per-configuration losses (C,) and gradients for stacked parameters;
-        X (C, nb, i), Y (C, nb, o) or (nb, o)."""
+        X (C, nb, i), Y (C, nb, o) or (nb, o). ``input_grad``: also return d loss / d X
+        (C, nb, i) as a third value."""
         xp = self.xp
         inputs = [X]
         for (W, b), act in zip(params, activations):
@@ -111,9 +135,86 @@ class StackedSweeps:
         for i in range(len(params) - 1, -1, -1):
             dZ = self.activation_backward(G, inputs[i + 1], activations[i])
             grads[i] = (xp.matmul(xp.swapaxes(inputs[i], -1, -2), dZ), xp.sum(dZ, axis=-2))
-            if i:
+            if i or input_grad:
                 G = xp.matmul(dZ, xp.swapaxes(params[i][0], -1, -2))
-        return value, grads
+        return (value, grads, G) if input_grad else (value, grads)
+
+    def _sweep_grouped(self, params, activations, loss, X, Y, lrs, factors, batch_size,
+                       orders, update=None):
+        """Mini-batch sweeps of plain sgd where configurations share their batches in
+        groups (those of one seed: ``nnkit.sweep`` orders configurations seed-major, so a
+        group is a run of m configurations): each group's first layer is one wide GEMM per
+        batch, its m weight matrices side by side as (i, m * h), forward and for the weight
+        gradient; later layers as in "batched". Configurations whose orders differ are
+        groups of one. Results equal "batched" up to rounding (GEMM shapes differ)."""
+        if update is not None or len(params) < 2:
+            raise ValueError("the grouped sweep path trains plain sgd of networks with two "
+                             "or more layers")
+        xp = self.xp
+        C, epochs = len(lrs), len(factors)
+        n = X.shape[0]
+        bs = n if batch_size is None else batch_size
+        m = _group_size(orders, C)
+        G = C // m
+        (W0, b0), rest = params[0], params[1:]
+        i, h = W0.shape[1:]
+        dtype = W0.dtype
+        W0g = xp.ascontiguousarray(W0.reshape(G, m, i, h).transpose(0, 2, 1, 3))  # (G, i, m, h)
+        b0g = xp.ascontiguousarray(b0).reshape(G, m * h)
+        group_orders = None if orders is None else self.asarray(orders[::m])      # (G, E, n)
+        losses = xp.zeros((C, epochs), dtype=numpy.float64)
+        diverged = xp.full(C, -1, dtype=numpy.int64)
+        lr_dev = self.asarray(lrs, dtype=numpy.float64)
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            for e in range(epochs):
+                for start in range(0, n, bs):
+                    stop = min(start + bs, n)
+                    nb = stop - start
+                    if group_orders is None:
+                        Xg, Yg = X[None, start:stop], Y[None, start:stop]
+                    else:
+                        idx = group_orders[:, e, start:stop]
+                        Xg, Yg = X[idx], Y[idx]                            # (G, nb, .)
+                    Z0 = xp.matmul(Xg, W0g.reshape(G, i, m * h))           # (G, nb, m h)
+                    flat = Z0.reshape(G * nb, m * h)
+                    self.dense_bias_activation(flat, b0g, nb, activations[0])
+                    A0 = xp.ascontiguousarray(Z0.reshape(G, nb, m, h).transpose(0, 2, 1, 3)
+                                              ).reshape(C, nb, h)
+                    Yc = xp.broadcast_to(Yg[:, None], (G, m, nb, Yg.shape[-1])).reshape(
+                        C, nb, Yg.shape[-1])
+                    batch_loss, grads, dA0 = self.many_forward_backward(
+                        rest, activations[1:], loss, A0, Yc, input_grad=True)
+                    dZ0 = self.activation_backward(dA0, A0, activations[0], out=dA0)
+                    dZ0g = xp.ascontiguousarray(dZ0.reshape(G, m, nb, h).transpose(0, 2, 1, 3)
+                                                ).reshape(G, nb, m * h)
+                    dW0g = xp.matmul(xp.swapaxes(Xg, 1, 2), dZ0g)             # (G, i, m h)
+                    db0g = xp.sum(dZ0g, axis=1)                               # (G, m h)
+                    losses[:, e] += batch_loss * (nb / n)
+                    diverged[...] = xp.where((diverged < 0) & ~xp.isfinite(batch_loss), e,
+                                             diverged)
+                    steps = (lr_dev * float(factors[e])).astype(dtype)
+                    self.step_many([p for (W, b), (dW, db) in zip(rest, grads)
+                                     for p in ((W, dW), (b[:, :, None], db[:, :, None]))],
+                                    steps, diverged)
+                    ok = (diverged < 0).reshape(G, 1, m, 1)
+                    rate = steps.reshape(G, 1, m, 1)
+                    W0g -= xp.where(ok, dW0g.reshape(G, i, m, h) * rate, 0)
+                    b0v = b0g.reshape(G, 1, m, h)
+                    b0v -= xp.where(ok, db0g.reshape(G, 1, m, h) * rate, 0)
+                losses[:, e] = xp.where(diverged >= 0, xp.where(diverged == e, losses[:, e],
+                                                                 numpy.nan), losses[:, e])
+        W0[...] = W0g.transpose(0, 2, 1, 3).reshape(C, i, h)
+        b0[...] = b0g.reshape(C, h)
+        return (numpy.asarray(self.to_numpy(losses), dtype=numpy.float64),
+                numpy.asarray(self.to_numpy(diverged)))
+
+    def dense_bias_activation(self, Z, b, rows, activation):
+        """Z (G * rows, k) = act(Z + b[g]) in place for rows g * rows ... of group g;
+        b (G, k). (numba: one fused pass.)"""
+        G, k = b.shape
+        view = Z.reshape(G, rows, k)
+        view += b[:, None, :]
+        self.activation_forward(Z, activation, out=Z)
 
     def _sweep_stacked(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                        orders, update=None):
