@@ -19,6 +19,7 @@ lives in ``_numba_kernels.py`` itself; a test fails while it is stale).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -285,10 +286,19 @@ def array_function(expr, *args, xp, sigmoid):
 def row_lse_array(z, xp, axis=-1):
     """The log-sum-exp of ``z`` along ``axis`` (kept as a length-1 axis), from the
     table's pieces: max subtracted, finite for any finite z."""
+    exp_shifted, lse = _row_lse_functions(xp)
     m = xp.max(z, axis=axis, keepdims=True)
+    return lse(m, xp.sum(exp_shifted(z, m), axis=axis, keepdims=True))
+
+
+@functools.lru_cache(maxsize=None)
+def _row_lse_functions(xp):
+    """``(exp(z - m), lse(m, s))`` of ``row_lse_parts`` as array functions of ``xp``,
+    compiled once per array module."""
     e, lse = row_lse_parts(Numpy(), "z", "m", "s")
-    s = xp.sum(eval(e, {"np": xp, "z": z, "m": m}), axis=axis, keepdims=True)  # noqa: S307
-    return eval(lse, {"np": xp, "m": m, "s": s})  # noqa: S307 - our own table
+    namespace = {"np": xp}
+    return (eval(f"lambda z, m: {e}", namespace),  # noqa: S307 - our own table
+            eval(f"lambda m, s: {lse}", namespace))  # noqa: S307
 
 
 def loss_array_functions(kind, xp, sigmoid, axis=-1):
