@@ -16,11 +16,21 @@ import time
 import numpy as np
 
 from .backends import ACTIVATIONS, LOSSES, BackendUnavailableError
+from .backends import _math
 from .errors import TrainingDiverged, TrainingInterrupted
 from .schedules import SCHEDULES
 from .validation import DTYPES, MAX_EPOCHS  # MAX_EPOCHS: 10**9, as for fit and sweep
 
 DEFAULT_DTYPE = "float32"  # the same default as nnkit.Network
+# The output layer may also be softmax (with categorical_crossentropy only).
+OUTPUT_ACTIVATIONS = getattr(_math, "LAYER_ACTIVATIONS", ACTIVATIONS + ("softmax",))
+try:  # the names fit(optimizer=...) accepts
+    from .optim import OPTIMIZERS as _NAMED
+    OPTIMIZERS = tuple(_NAMED)
+except ImportError:  # pragma: no cover
+    OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+# --lr when not given: 1.0 for the SGD family (the seed tutorials' rate), Adam's usual 1e-3.
+DEFAULT_LR = {"adam": 1e-3}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,16 +73,19 @@ def _layers(text):
 
 def _add_model_args(p, default_layers="2,1"):
     p.add_argument("--dataset", default="or",
-                   help="or, and, xor, moons, spirals, or a PATH.csv (comma-separated numbers, "
-                        "one sample per line, an optional header line; default: or)")
+                   help="or, and, xor, moons, spirals, digits (scikit-learn's 8x8 digits: "
+                        "64 inputs, 10 one-hot outputs, a fixed 25%% test split; needs "
+                        "scikit-learn), or a PATH.csv (comma-separated numbers, one sample "
+                        "per line, an optional header line; default: or)")
     p.add_argument("--target-cols", type=_int_range(1), default=1,
                    help="for a CSV: how many last columns are the target (default: 1)")
     p.add_argument("--layers", type=_layers, default=_layers(default_layers),
                    help=f"layer sizes, inputs first (default: {default_layers})")
     p.add_argument("--activation", default="sigmoid", choices=ACTIVATIONS,
                    help="hidden activation (default: sigmoid)")
-    p.add_argument("--output-activation", default="sigmoid", choices=ACTIVATIONS,
-                   help="output activation (default: sigmoid)")
+    p.add_argument("--output-activation", default=None, choices=OUTPUT_ACTIVATIONS,
+                   help="output activation (default: softmax with --loss "
+                        "categorical_crossentropy, else sigmoid)")
     p.add_argument("--loss", default="squared_error", choices=LOSSES,
                    help="(default: squared_error)")
     p.add_argument("--backend", default=None,
@@ -112,18 +125,27 @@ def _build(args, X=None, Y=None):
             f"column(s) and {Y.shape[1]} target column(s), so the first size must be "
             f"{X.shape[1]} and the last {Y.shape[1]}")
     backend = _backend(args)
-    acts = [args.activation] * (len(sizes) - 2) + [args.output_activation]
+    acts = [args.activation] * (len(sizes) - 2) + [_output_activation(args)]
     layers = [nnkit.Dense(a, b, act) for a, b, act in zip(sizes[:-1], sizes[1:], acts)]
     return nnkit.Network(layers, loss=args.loss, dtype=args.dtype, seed=args.seed,
                          backend=backend)
 
 
-def _dataset(args):
-    """(X, Y) of --dataset: a built-in name or a CSV file."""
+def _output_activation(args):
+    if args.output_activation is not None:
+        return args.output_activation
+    return "softmax" if args.loss == "categorical_crossentropy" else "sigmoid"
+
+
+def _dataset(args, split=False):
+    """(X, Y) of --dataset: a built-in name or a CSV file; with ``split``,
+    (X, Y, X_test, Y_test), the test parts None for a data set without a test set."""
     from . import datasets
     try:
         return datasets.load_dataset(args.dataset, seed=args.seed,
-                                     target_cols=args.target_cols)
+                                     target_cols=args.target_cols, split=split)
+    except ImportError as exc:  # digits without scikit-learn
+        raise ValueError(f"--dataset {args.dataset}: {exc}") from None
     except OSError as exc:
         raise ValueError(f"--dataset: cannot read {args.dataset!r}: "
                          f"{exc.strerror or exc}") from None
@@ -133,6 +155,17 @@ def _dataset(args):
             if msg.startswith(name):
                 raise ValueError(option + msg[len(name):]) from None
         raise ValueError(f"--dataset: {msg}") from None
+
+
+def _nonnegative(text):
+    """A finite number >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < np.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 def _fraction(text):
@@ -218,6 +251,21 @@ def cmd_info(args):
     return 0
 
 
+def _fit_options(args):
+    """The optimizer and L2 arguments of ``fit``, only where they differ from plain SGD
+    without L2 (so that a run without them takes exactly the path it always took)."""
+    opts = {}
+    if args.optimizer != "sgd":
+        opts["optimizer"] = args.optimizer
+    if args.l2:
+        opts["l2"] = args.l2
+    return opts
+
+
+def _lr(args):
+    return args.lr if args.lr is not None else DEFAULT_LR.get(args.optimizer, 1.0)
+
+
 def _warm_up(net, X, Y, args):
     """Seconds to compile (or load from cache) the kernels ``fit`` will use: one epoch of a
     copy of ``net`` on the path the real run is planned to take, so the µs/epoch printed
@@ -230,8 +278,9 @@ def _warm_up(net, X, Y, args):
     t0 = time.perf_counter()
     with be.use_path(path):
         try:
-            copy.fit(X, Y, epochs=1, lr=args.lr, batch_size=args.batch_size, progress=False,
-                     validation_split=args.validation_split)
+            copy.fit(X, Y, epochs=1, lr=_lr(args), batch_size=args.batch_size,
+                     progress=False, validation_split=args.validation_split,
+                     **_fit_options(args))
         except (TrainingDiverged, ValueError):
             pass  # the real run reports it
     return time.perf_counter() - t0
@@ -243,16 +292,16 @@ def cmd_train(args):
     if args.plot:
         check_output_path("--plot", args.plot)
         check_plotting("--plot")
-    X, Y = _dataset(args)
+    X, Y, X_test, Y_test = _dataset(args, split=True)
     net = _build(args, X, Y)
     progress = False if args.quiet else None
     compile_s = _warm_up(net, X, Y, args)
     t0 = time.perf_counter()
     try:
-        hist = net.fit(X, Y, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        hist = net.fit(X, Y, epochs=args.epochs, lr=_lr(args), batch_size=args.batch_size,
                        shuffle=args.batch_size is not None, lr_schedule=args.schedule,
                        progress=progress, validation_split=args.validation_split,
-                       trace=args.trace)
+                       trace=args.trace, **_fit_options(args))
     except TrainingInterrupted as exc:
         print(f"nnkit train: interrupted at epoch {exc.epoch}", file=sys.stderr)
         if args.save:
@@ -264,13 +313,19 @@ def cmd_train(args):
     dt = time.perf_counter() - t0
     Yhat = net.predict(X)
     epochs = len(hist.loss)
-    print(f"backend: {net.backend.name} ({net.backend.device()}), dtype: {net.dtype}")
+    print(f"backend: {net.backend.name} ({net.backend.device()}), dtype: {net.dtype}, "
+          f"optimizer: {args.optimizer}, lr: {_lr(args):g}"
+          + (f", l2: {args.l2:g}" if args.l2 else ""))
     print(f"trained {epochs} epochs in {dt:.3f} s "
           f"({dt / max(epochs, 1) * 1e6:.2f} us/epoch; compiling or loading the kernels "
           f"took {compile_s:.3f} s before that)")
     print(f"final loss: {net.evaluate(X, Y):.6g}  accuracy: {accuracy(Yhat, Y):.3f}")
     if hist.val_loss:
         print(f"final val_loss: {hist.val_loss[-1]:.6g}")
+    if X_test is not None:
+        print(f"test loss: {net.evaluate(X_test, Y_test):.6g}  "
+              f"test accuracy: {accuracy(net.predict(X_test), Y_test):.3f}  "
+              f"({len(X_test)} held-out samples)")
     if args.save:
         from .io import save
         save(net, args.save)
@@ -343,7 +398,7 @@ def cmd_sweep(args):
                         shuffle=args.batch_size is not None, chunk_size=args.chunk_size,
                         executor=executor, checkpoint=args.checkpoint, halving=args.halving,
                         min_epochs=args.min_epochs, record_every=record,
-                        progress=False if args.quiet else None)
+                        progress=False if args.quiet else None, **_fit_options(args))
         except SweepChunkError as exc:
             print(f"nnkit sweep: error: {_one_line(exc)}", file=sys.stderr)
             return 1
@@ -425,6 +480,15 @@ class _sweep_executor:
         return False
 
 
+def _add_optimizer_args(p):
+    p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
+                   help="update rule, as torch.optim's: sgd, momentum (SGD with momentum "
+                        "0.9), nesterov (the same, Nesterov's form) or adam (default: sgd)")
+    p.add_argument("--l2", type=_nonnegative, default=0.0,
+                   help="L2 penalty: adds l2/2 * sum of squared weights to the loss "
+                        "(torch's weight_decay; biases excluded; default: 0)")
+
+
 def _parser():
     from . import __version__
     from .bench import add_bench_parser
@@ -440,7 +504,9 @@ def _parser():
     _add_model_args(p)
     p.add_argument("--epochs", type=_epochs, default=5000,
                    help=f"1 to {MAX_EPOCHS:,} (default: 5000)")
-    p.add_argument("--lr", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 0.001 with --optimizer adam, else 1.0)")
+    _add_optimizer_args(p)
     p.add_argument("--batch-size", type=_int_range(1), default=None,
                    help="default: full batch")
     p.add_argument("--schedule", default=None, choices=tuple(SCHEDULES),
@@ -466,6 +532,7 @@ def _parser():
     p.add_argument("--epochs", type=_epochs, default=5000,
                    help=f"1 to {MAX_EPOCHS:,} (default: 5000)")
     p.add_argument("--batch-size", type=_int_range(1), default=None)
+    _add_optimizer_args(p)
     p.add_argument("--top", type=_int_range(1), default=5,
                    help="how many best configurations to print")
     p.add_argument("--json", default=None)
@@ -498,7 +565,8 @@ def _parser():
 _OPTIONS = {"lr": "--lr", "epochs": "--epochs", "batch_size": "--batch-size",
             "validation_split": "--validation-split", "seed": "--seed",
             "lr_schedule": "--schedule", "dtype": "--dtype", "loss": "--loss",
-            "trace": "--trace", "chunk_size": "--chunk-size"}
+            "trace": "--trace", "chunk_size": "--chunk-size", "optimizer": "--optimizer",
+            "l2": "--l2", "halving": "--halving"}
 
 
 def _describe(exc):

@@ -1,5 +1,7 @@
-"""Small datasets: logic gates, seeded 2-D two-class problems and CSV files.
-All return (X, Y), float64."""
+"""Small datasets: logic gates, seeded 2-D two-class problems, CSV files and
+scikit-learn's 8x8 handwritten digits. All return float64 inputs; the gates, ``moons``,
+``spirals`` and ``load_csv`` return (X, Y), ``digits`` a train/test split with integer
+labels."""
 from __future__ import annotations
 
 import os
@@ -55,7 +57,73 @@ def spirals(n=200, noise=0.1, turns=1.5, seed=0):
     return X[perm], Y[perm]
 
 
-DATASETS = {"or": or_gate, "and": and_gate, "xor": xor_gate, "moons": moons, "spirals": spirals}
+DIGITS_CLASSES = 10
+
+
+def digits(test_size=0.25, seed=0):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images of 0..9, no download),
+    split into a training and a test set.
+
+    Returns ``(X_train, y_train, X_test, y_test)``: X float64 of shape (n, 64), each row an
+    8x8 image flattened row by row, pixel values 0..16 divided by 16 so they lie in [0, 1];
+    y int64 labels 0..9 of shape (n,). With the defaults: X_train (1347, 64), y_train
+    (1347,), X_test (450, 64), y_test (450,).
+
+    The split is deterministic and stratified: for each class ``c`` (in order 0..9), a
+    ``numpy.random.default_rng(seed)`` permutation of its samples puts its first
+    ``round(test_size * n_c)`` samples in the test set and the rest in the training set;
+    then each set's order is shuffled with the same generator. The same ``test_size`` and
+    ``seed`` give the same arrays on every machine and NumPy version with that generator.
+
+    Needs scikit-learn (an optional dependency: ``pip install scikit-learn`` or
+    ``pip install 'nnkit[sklearn]'``); it is imported here, never by ``import nnkit``.
+    """
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.floating)) \
+            or not 0 < test_size < 1:
+        raise ValueError(f"test_size: expected a fraction in (0, 1), got {test_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError("nnkit.datasets.digits needs scikit-learn, which ships the digits "
+                          "data: pip install scikit-learn (or pip install 'nnkit[sklearn]')") \
+            from None
+    bunch = load_digits()
+    X = np.asarray(bunch.data, dtype=np.float64) / 16.0
+    y = np.asarray(bunch.target, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in range(DIGITS_CLASSES):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = int(round(test_size * len(idx)))
+        test.append(idx[:k])
+        train.append(idx[k:])
+    train = rng.permutation(np.concatenate(train))
+    test = rng.permutation(np.concatenate(test))
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(f"test_size: {test_size!r} leaves an empty training or test set")
+    return X[train], y[train], X[test], y[test]
+
+
+def one_hot(labels, k=None):
+    """Integer labels (n,) as a float64 one-hot array (n, k); k defaults to max + 1."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels: expected a 1-D integer array, got {labels.dtype} "
+                         f"of shape {labels.shape}")
+    k = int(labels.max()) + 1 if k is None else k
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"labels: expected values in 0..{k - 1}")
+    out = np.zeros((len(labels), k))
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+DATASETS = {"or": or_gate, "and": and_gate, "xor": xor_gate, "moons": moons, "spirals": spirals,
+            "digits": digits}
+# Data sets that come with a held-out test set: load_dataset(..., split=True) returns it.
+SPLIT_DATASETS = ("digits",)
 
 
 def load_csv(path, target_cols=1):
@@ -120,13 +188,25 @@ def _first_bad_row(rows):
     return None
 
 
-def load_dataset(name, seed=0, target_cols=1):
+def load_dataset(name, seed=0, target_cols=1, split=False):
     """(X, Y) for a dataset name in DATASETS, or for a CSV file (see ``load_csv``): a name
-    that is not in DATASETS and ends in .csv, contains a path separator or exists."""
+    that is not in DATASETS and ends in .csv, contains a path separator or exists.
+
+    ``seed`` seeds the generated sets (moons, spirals). ``digits`` gives its training set,
+    Y one-hot float64 (n, 10), from the fixed split ``digits(test_size=0.25, seed=0)``
+    whatever ``seed`` is, so that runs with different seeds are scored on the same test
+    set. With ``split=True`` the result is ``(X, Y, X_test, Y_test)``: the test set of a
+    name in SPLIT_DATASETS (Y_test one-hot too), None and None for the others."""
     if name in DATASETS:
+        if name == "digits":
+            X, y, X_test, y_test = digits()
+            Y = one_hot(y, DIGITS_CLASSES)
+            return (X, Y, X_test, one_hot(y_test, DIGITS_CLASSES)) if split else (X, Y)
         fn = DATASETS[name]
-        return fn(seed=seed) if name in ("moons", "spirals") else fn()
+        X, Y = fn(seed=seed) if name in ("moons", "spirals") else fn()
+        return (X, Y, None, None) if split else (X, Y)
     if isinstance(name, os.PathLike) or (isinstance(name, str) and (
             name.endswith(".csv") or os.path.sep in name or os.path.exists(name))):
-        return load_csv(name, target_cols=target_cols)
+        X, Y = load_csv(name, target_cols=target_cols)
+        return (X, Y, None, None) if split else (X, Y)
     raise ValueError(f"dataset: expected one of {tuple(DATASETS)} or a .csv path, got {name!r}")

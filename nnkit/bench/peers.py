@@ -203,3 +203,131 @@ def make_torch_sweep(w, dtype, lrs, epochs, device="cpu"):
         _torch_sync(torch, device)()
 
     return go
+
+
+# ------------------------------------------------------------------ classification peers
+class _ClassifierPeer:
+    """A classification workload's training (its optimizer, rate, batch, shuffled epochs)
+    in another library: ``fit(epochs)`` trains on, ``timed_fit(epochs)`` starts again from
+    the initial weights and returns the seconds the training took, ``score()`` gives
+    (test loss, test accuracy)."""
+
+    def __init__(self, w, dtype, seed=0):
+        if not w.classification:
+            raise ValueError(f"{w.name} is not a classification workload")
+        self.w, self.seed = w, seed
+        self.X_train, self.y_train, self.X_test, self.y_test = w.split(dtype)
+        self.dtype = dtype
+
+    def timed_fit(self, epochs):
+        import time
+        self.reset()
+        t0 = time.perf_counter()
+        self.fit(epochs)
+        return time.perf_counter() - t0
+
+
+class TorchClassifier(_ClassifierPeer):
+    """PyTorch eager, the usual loop: ``nn.Sequential`` of ``nn.Linear`` + ReLU started
+    from nnkit's initial weights for the seed, ``F.cross_entropy`` on the logits,
+    ``torch.optim.Adam`` (or SGD), a host-drawn permutation per epoch."""
+
+    def __init__(self, w, dtype, seed=0, device="cpu"):
+        super().__init__(w, dtype, seed)
+        import torch
+        self.torch, self.device = torch, device
+        t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        self.Xt, self.yt = t(self.X_train), t(self.y_train)
+        self.Xv, self.yv = t(self.X_test), t(self.y_test)
+        self.reset()
+
+    def reset(self):
+        torch = self.torch
+        nn = torch.nn
+        acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+        mods = []
+        params = self.w.network(backend="numpy", dtype=self.dtype,
+                                seed=self.seed).get_params()
+        for i, (W, b) in enumerate(params):
+            lin = nn.Linear(*W.shape, dtype=getattr(torch, self.dtype), device=self.device)
+            with torch.no_grad():
+                lin.weight.copy_(torch.as_tensor(W.T))
+                lin.bias.copy_(torch.as_tensor(b))
+            mods.append(lin)
+            if i < len(params) - 1:
+                mods.append(acts[self.w.hidden]())
+        self.model = nn.Sequential(*mods)
+        opt = self.w.optimizer
+        if opt == "adam":
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=self.w.lr)
+        else:
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=self.w.lr,
+                                       momentum=0.9 if opt != "sgd" else 0.0,
+                                       nesterov=opt == "nesterov")
+        self.rng = np.random.default_rng(self.seed)
+
+    def fit(self, epochs):
+        torch = self.torch
+        F = torch.nn.functional
+        n, bs = len(self.yt), self.w.batch
+        model, opt, X, y = self.model, self.opt, self.Xt, self.yt
+        for _ in range(epochs):
+            order = torch.as_tensor(self.rng.permutation(n), device=self.device)
+            for s in range(0, n, bs):
+                idx = order[s:s + bs]
+                opt.zero_grad()
+                F.cross_entropy(model(X[idx]), y[idx]).backward()
+                opt.step()
+        _torch_sync(torch, self.device)()
+
+    def score(self):
+        torch = self.torch
+        with torch.no_grad():
+            logits = self.model(self.Xv)
+            loss = float(torch.nn.functional.cross_entropy(logits, self.yv))
+            acc = float((logits.argmax(1) == self.yv).double().mean())
+        return loss, acc
+
+
+class SklearnClassifier(_ClassifierPeer):
+    """scikit-learn's ``MLPClassifier`` with the workload's hidden sizes, activation,
+    solver (adam or sgd), rate and batch, no L2 (alpha=0), shuffled, and no early stop
+    (tol=0, n_iter_no_change beyond max_iter): it runs every epoch asked for. Its own
+    (Glorot) initialisation; float32 data stays float32."""
+
+    def __init__(self, w, dtype, seed=0):
+        super().__init__(w, dtype, seed)
+        import sklearn.neural_network  # noqa: F401 (ImportError here, not in fit)
+        if w.hidden not in ("relu", "tanh", "logistic", "sigmoid"):
+            raise ValueError(f"MLPClassifier has no {w.hidden!r} activation")
+        self.reset()
+
+    def reset(self):
+        self.model = None
+
+    def fit(self, epochs):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+        w = self.w
+        self.model = MLPClassifier(
+            hidden_layer_sizes=tuple(w.sizes[1:-1]),
+            activation="logistic" if w.hidden == "sigmoid" else w.hidden,
+            solver="adam" if w.optimizer == "adam" else "sgd",
+            momentum=0.9 if w.optimizer != "sgd" else 0.0,
+            nesterovs_momentum=w.optimizer == "nesterov", alpha=0.0, batch_size=w.batch,
+            learning_rate_init=w.lr, max_iter=epochs, shuffle=True, random_state=self.seed,
+            tol=0.0, n_iter_no_change=epochs + 1, early_stopping=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model.fit(self.X_train, self.y_train)
+        if self.model.n_iter_ != epochs:
+            raise RuntimeError(f"MLPClassifier stopped after {self.model.n_iter_} of "
+                               f"{epochs} epochs")
+
+    def score(self):
+        proba = self.model.predict_proba(self.X_test)
+        p = np.clip(proba[np.arange(len(self.y_test)), self.y_test], 1e-15, 1)
+        acc = float(np.mean(self.model.classes_[proba.argmax(1)] == self.y_test))
+        return float(-np.mean(np.log(p))), acc

@@ -11,7 +11,7 @@ from .workloads import QUICK, WORKLOADS
 def format_table(result):
     """The step rows of ``run_bench``'s result as an aligned text table."""
     head = ("workload", "backend", "dtype", "path", "step", "samples/s", "GFLOP/s", "%peak",
-            "%gemm", "vs numpy", "epoch", "parity", "alloc/step", "first call")
+            "%gemm", "vs numpy", "epoch", "parity", "alloc/step", "first call", "accuracy")
     lines = [head]
     for r in result["rows"]:
         w = WORKLOADS[r["workload"]]
@@ -25,13 +25,15 @@ def format_table(result):
             r["workload"], r["backend"], r["dtype"], r.get("path", "-"),
             _us(step), f"{w.batch / step:.3g}" if step else "",
             f"{gflops:.3g}" if gflops else "",
-            _percent(r["flops"] / step / r["peak_flops"], ".1f") if gflops else "",
+            _percent(r["flops"] / step / r["peak_flops"], ".1f")
+            if gflops and "peak_flops" in r else "",
             _percent(r["gemm_s"] / step, ".0f", over="-") if gflops else "",
             f"{r['speedup_vs_numpy']:.2f}x" if "speedup_vs_numpy" in r else "",
             _us(r.get("epoch_s")),
             f"{r['parity']:.1e}" if "parity" in r else "",
             f"{r['alloc_bytes_per_step']:.0f} B" if "alloc_bytes_per_step" in r else "",
-            _us(r.get("first_call_s"))))
+            _us(r.get("first_call_s")),
+            f"{r['accuracy']:.3f}" if "accuracy" in r else ""))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = ["  ".join(str(c).ljust(wd) for c, wd in zip(line, widths)).rstrip()
            for line in lines]
@@ -74,7 +76,9 @@ def add_bench_parser(sub):
                         f"{','.join(QUICK)})")
     p.add_argument("--dtype", default=None, choices=("float32", "float64", "both"),
                    help="(default: float32)")
-    p.add_argument("--peers", default="", help="comma list of torch,jax (optional packages)")
+    p.add_argument("--peers", default="",
+                   help="comma list of torch,jax,sklearn (optional packages; sklearn: "
+                        "MLPClassifier, classification workloads only)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--scaling", action="store_true",
                    help="instead: step time and GFLOP/s of a 2-layer net against hidden width "
@@ -104,8 +108,8 @@ def cmd_bench(args):
                 f"--backends: {exc}") from None
     peers = [p for p in args.peers.split(",") if p]
     for p in peers:
-        if p not in ("torch", "jax"):
-            raise ValueError(f"--peers: expected torch and/or jax, got {p!r}")
+        if p not in ("torch", "jax", "sklearn"):
+            raise ValueError(f"--peers: expected names from torch, jax, sklearn, got {p!r}")
     workloads = (args.workloads.split(",") if args.workloads
                  else list(QUICK if args.quick else WORKLOADS))
     for wname in workloads:
@@ -136,6 +140,13 @@ def cmd_bench(args):
           "none: a fused kernel); 'noisy': a figure over 100 %, from a busy machine; "
           "first call: the first step in this process (JIT compile or cache load), "
           "excluded from the timings")
+    clf = [w for w in workloads if WORKLOADS[w].classification]
+    if clf:
+        print("classification workloads (" + ", ".join(
+            f"{w}: {_describe(WORKLOADS[w], args.quick)}" for w in clf) + "): step and "
+              "epoch are the mean of a whole shuffled mini-batch training run (best of the "
+              "runs), first call its first epoch; accuracy: on the held-out test set after "
+              "that training; parity: 20-50 full-batch steps on one batch vs numpy")
     print(format_table(result))
     for r in result.get("sweeps", []):
         print(f"sweep {r['sweep']} {r['nets']} nets x {r['epochs']} epochs {r['dtype']}: "
@@ -151,6 +162,14 @@ def cmd_bench(args):
             json.dump(result, fh, indent=1, default=float)
         print(f"results written to {args.json}")
     return 0 if worst <= tol else 1
+
+
+def _describe(w, quick):
+    epochs = max(1, w.quick_epochs if quick else w.epochs)
+    data = "sklearn digits" if w.dataset == "digits" else "synthetic blobs"
+    sizes = "-".join(map(str, w.sizes))
+    return (f"{sizes} {w.hidden}->{w.output}, {w.loss}, {w.optimizer} lr {w.lr:g}, batch "
+            f"{w.batch}, {epochs} epochs, {data}")
 
 
 def _cmd_scaling(args, backends, dtype, peers):

@@ -118,12 +118,17 @@ def allocated_per_step(step, steps=50):
 
 
 def parity(w, backend, dtype, steps=50):
-    """Max relative difference of the loss history vs the NumPy backend after ``steps``."""
+    """Max relative difference of the loss history vs the NumPy backend after ``steps``
+    full-batch steps on the workload's batch (a classification workload: with its
+    optimizer and rate)."""
     X, Y = w.data(dtype)
+    opts = {"lr": PARITY_LR}
+    if w.classification:
+        opts = {"lr": w.lr, "optimizer": w.optimizer}
     losses = []
     for name in ("numpy", backend):
         net = w.network(backend=name, dtype=dtype)
-        losses.append(np.asarray(net.fit(X, Y, epochs=steps, lr=PARITY_LR, progress=False).loss))
+        losses.append(np.asarray(net.fit(X, Y, epochs=steps, progress=False, **opts).loss))
     return float(np.max(np.abs(losses[1] - losses[0]) / np.abs(losses[0])))
 
 
@@ -134,6 +139,73 @@ def epoch_time(w, backend, dtype, epochs):
     net.fit(X, Y, epochs=10, lr=1.0, progress=False)  # warm / compile
     return time_per_call(lambda: net.fit(X, Y, epochs=epochs, lr=1.0, progress=False),
                          net.backend.synchronize, budget=0.3, repeats=3) / epochs
+
+
+def classification_row(w, backend, dtype, quick=False, repeats=None):
+    """Train a classification workload as its users would (``w.fit_options()``: shuffled
+    mini-batches of ``w.batch``, its optimizer, ``w.epochs`` epochs, ``w.quick_epochs``
+    when ``quick``) and score it on its test set. ``first_call_s``: one epoch of a fresh
+    network first (JIT compile or cache load included); then ``repeats`` timed runs of
+    the whole training (best kept): ``epoch_s`` and ``step_s`` (per mini-batch step), and
+    the test ``accuracy`` and ``test_loss`` of the last run (every run is the same seeded
+    one)."""
+    X, y, Xt, yt = w.split(dtype)
+    epochs = max(1, w.quick_epochs if quick else w.epochs)
+    repeats = repeats or (1 if quick else 2)
+    opts = w.fit_options()
+    net = w.network(backend=backend, dtype=dtype)
+    t0 = time.perf_counter()
+    net.fit(X, y, epochs=1, **opts)
+    net.backend.synchronize()
+    row = {"workload": w.name, "backend": backend, "dtype": dtype,
+           "first_call_s": time.perf_counter() - t0,
+           "path": execution_path(net.backend, "epochs", net.spec, len(X), w.batch,
+                                  epochs=epochs)}
+    best = np.inf
+    for _ in range(repeats):
+        net = w.network(backend=backend, dtype=dtype)
+        t0 = time.perf_counter()
+        hist = net.fit(X, y, epochs=epochs, **opts)
+        net.backend.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    steps = -(-len(X) // w.batch) * epochs
+    scores = net.evaluate(Xt, yt, metrics=True)
+    row.update({"epochs": epochs, "epoch_s": best / epochs, "step_s": best / steps,
+                "fit_s": best, "flops": w.flops_per_step(),
+                "train_loss": float(hist.loss[-1]), "test_loss": float(scores["loss"]),
+                "accuracy": float(scores["accuracy"])})
+    return row
+
+
+def classification_peer_rows(w, dtype, peers, quick=False):
+    """The same training (optimizer, rate, batch, epochs, shuffling, initial weights) in
+    PyTorch eager (``torch``) and scikit-learn's MLPClassifier (``sklearn``, a one-hidden-
+    layer workload only): fit time per epoch and step, test accuracy."""
+    from . import peers as P
+    epochs = max(1, w.quick_epochs if quick else w.epochs)
+    rows = []
+    for name in peers:
+        label = {"torch": "torch eager", "sklearn": "sklearn", "jax": "jax"}[name]
+        try:
+            if name == "jax":
+                raise ImportError("no JAX peer for classification workloads")
+            peer = (P.TorchClassifier if name == "torch" else P.SklearnClassifier)(w, dtype)
+        except (ImportError, ValueError) as exc:
+            rows.append({"workload": w.name, "backend": label, "dtype": dtype,
+                         "note": f"skipped: {exc}"})
+            continue
+        peer.fit(1)  # warm-up
+        fit_s = min(peer.timed_fit(epochs) for _ in range(1 if quick else 2))
+        loss, acc = peer.score()
+        n = len(peer.y_train)
+        threads = "-"
+        if name == "torch":
+            threads = f"{peer.torch.get_num_threads()} thread(s)"
+        rows.append({"workload": w.name, "backend": label, "dtype": peer.dtype,
+                     "path": threads, "epochs": epochs, "fit_s": fit_s, "epoch_s": fit_s / epochs,
+                     "step_s": fit_s / (epochs * -(-n // w.batch)), "test_loss": loss,
+                     "accuracy": acc})
+    return rows
 
 
 def peer_rows(w, dtype, peers, epochs):
@@ -222,6 +294,23 @@ def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
     for wname in workloads:
         w = WORKLOADS[wname]
         for dtype in dtypes:
+            if w.classification:
+                try:
+                    w.split(dtype)
+                except ImportError as exc:  # digits without scikit-learn
+                    rows += [{"workload": wname, "backend": name, "dtype": dtype,
+                              "note": f"skipped: {exc}"} for name in backends]
+                    log(f"  skipped {wname}: {exc}")
+                    continue
+                for name in backends:
+                    be = nnkit.get_backend(name)
+                    row = classification_row(w, name, dtype, quick=quick)
+                    row["gemm_s"] = gemm_time(w, be, dtype)
+                    row["parity"] = parity(w, name, dtype, steps=20 if quick else 50)
+                    rows.append(row)
+                    log(f"  measured {wname} {name} {dtype}")
+                rows += classification_peer_rows(w, dtype, peers, quick=quick)
+                continue
             for name in backends:
                 be = nnkit.get_backend(name)
                 row = {"workload": wname, "backend": name, "dtype": dtype,
