@@ -8,15 +8,20 @@ live in registers). ``nnkit_fit`` trains one network (one thread); ``nnkit_sweep
 one configuration per thread. The math and its order are those of the NumPy reference.
 
 The per-element math is rendered from ``_math.py`` (the ``Cuda`` dialect), and so are
-the bodies of the cupy backend's ``ElementwiseKernel``s (``elementwise_kernels``).
+the bodies of the cupy backend's ``ElementwiseKernel``s (``elementwise_kernels``: among
+them one update kernel per rule of ``UPDATE_MATH``) and its rowwise-loss RawKernel
+(``rowwise_loss_source``: softmax cross-entropy, one thread per row).
 
 The source is plain C++ apart from ``__global__``/``blockIdx``; the tests compile it with
 the host C++ compiler and a tiny prelude to check it against the NumPy backend on CPU.
 """
 from __future__ import annotations
 
+import functools
+import re
+
 from ._math import (ACTIVATION_CODES, ACTIVATION_MATH, ACTIVATIONS, LOSS_MATH, UPDATE_MATH,
-                    Cuda, sigmoid_lines)
+                    UPDATES, Cuda, Operands, decay, row_lse_parts, sigmoid_lines)
 
 C = Cuda()
 
@@ -44,9 +49,39 @@ def _switch(var, target, cases):
     return "\n".join(parts[:1] + ["else " + p for p in parts[1:]])
 
 
+#: The scalars an update kernel may take after ``l2`` (``Operands`` names), in this order.
+UPDATE_SCALARS = ("lr", "h1", "h2", "h3", "c1", "c2")
+
+
+def update_kernel(rule):
+    """``(name, in_params, out_params, operation)`` of update rule ``rule``'s
+    ``ElementwiseKernel`` ``nnkit_update_<rule>``, rendered from the table: inputs the
+    gradient g, then float64 scalars ``l2`` and those of ``update_scalars(rule)``;
+    outputs p and the rule's state slots (``s1``, ``s2``), updated in place. L2 is
+    fused in (``decay``: g + l2 p; biases pass l2 = 0, which leaves g unchanged)."""
+    scalars = update_scalars(rule)
+    slots = ("s1", "s2")[:UPDATE_MATH[rule].slots]
+    o = Operands(g="gd")
+    lines = [f"const T {s} = (T){s}_;" for s in ("l2",) + scalars]
+    lines.append(f"const T gd = {decay(C, 'g', 'p', 'l2')};")
+    lines += [f"{t} = {e};" for t, e in C.update_lines(rule, o)]
+    return (f"nnkit_update_{rule}",
+            ", ".join(["T g"] + [f"float64 {s}_" for s in ("l2",) + scalars]),
+            ", ".join(["T p"] + [f"T {s}" for s in slots]),
+            " ".join(lines).rstrip(";"))
+
+
+@functools.lru_cache(maxsize=None)
+def update_scalars(rule):
+    """The scalars (of ``UPDATE_SCALARS``) that rule ``rule``'s lines read, in order."""
+    text = " ".join(e for _, e in C.update_lines(rule, Operands()))
+    return tuple(s for s in UPDATE_SCALARS if re.search(rf"\b{s}\b", text))
+
+
 def elementwise_kernels():
     """The cupy backend's ``ElementwiseKernel``s as ``(name, in_params, out_params,
-    operation)``: activation by code, its derivative from the output, the sgd update."""
+    operation)``: activation by code, its derivative from the output, the plain sgd
+    update, and one kernel per update rule (``update_kernel``)."""
     sigmoid = f"auto sigmoid_ = [](T s) -> T {{ {_sigmoid_body()} }};\n"
     return [
         ("nnkit_act", "T z, int32 act", "T a",
@@ -54,7 +89,7 @@ def elementwise_kernels():
         ("nnkit_act_backward", "T dA, T a, int32 act", "T dZ",
          _switch("act", "dZ", {a: _deriv(a, "dA", "a") for a in ACTIVATIONS})),
         ("nnkit_sgd", "T g, float64 lr", "T p", f"p = {_sgd('p', 'g', '(T)lr')}"),
-    ]
+    ] + [update_kernel(rule) for rule in UPDATES]
 
 
 def _params(sizes):
@@ -182,3 +217,43 @@ def sweep_source(sizes, acts, loss, n, dtype):
     return _kernel_source(sizes, acts, loss, n, dtype, head, "c",
                           lr_expr="(T)(lr_c * factors[e])",
                           stopped="diverged[c] = e;", finished="diverged[c] = -1;")
+
+
+def rowwise_loss_source(loss, dtype):
+    """``nnkit_rowwise_loss(Z, Y, terms, G, n, k)`` for a rowwise loss (softmax
+    cross-entropy), one thread per row of the logits Z (n, k): the row's log-sum-exp
+    ``r`` (max subtracted, ``row_lse_parts``), then, where the pointer is not null,
+    ``terms[i]`` (float64) = the row's summed loss terms and ``G`` (n, k) = d loss / d Z
+    for a batch of n rows; all rendered from the table."""
+    math = LOSS_MATH[loss]
+    if not math.rowwise:
+        raise ValueError(f"loss: {loss!r} is not a rowwise loss")
+    ctype = "float" if dtype == "float32" else "double"
+    e, lse = row_lse_parts(C, "z", "m", "s")
+    return "\n".join([
+        f"typedef {ctype} T;",
+        'extern "C" __global__ void nnkit_rowwise_loss(const T* __restrict__ Z, '
+        "const T* __restrict__ Y, double* __restrict__ terms, T* __restrict__ G, "
+        "int n, int k) {",
+        "    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+        "    if (i >= n) return;",
+        "    const T* zr = Z + i * k;",
+        "    const T* yr = Y + i * k;",
+        "    T m = zr[0];",
+        f"    for (int j = 1; j < k; ++j) m = {C.call('max', 'm', 'zr[j]')};",
+        "    T s = (T)0;",
+        f"    for (int j = 0; j < k; ++j) {{ const T z = zr[j]; s += {e}; }}",
+        f"    const T r = {lse};",
+        "    if (terms) {",
+        "        double total = 0.0;",
+        "        for (int j = 0; j < k; ++j) {",
+        "            const T z = zr[j], y = yr[j];",
+        f"            total += {math.term(C, 'z', 'y', 'r')};",
+        "        }",
+        "        terms[i] = total;",
+        "    }",
+        "    if (G) for (int j = 0; j < k; ++j) {",
+        "        const T z = zr[j], y = yr[j];",
+        f"        G[i * k + j] = {math.grad(C, 'z', 'y', 'n', 'r')};",
+        "    }",
+        "}"]) + "\n"

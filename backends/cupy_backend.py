@@ -4,10 +4,14 @@ Data and parameters stay on the GPU for the whole ``fit``; losses accumulate on 
 device and are read once per block of epochs (base ``train_epochs``), so a step has
 no ``.get()``/``float()``. cuBLAS does the matmuls (``xp.matmul(out=)``); the
 elementwise work of a step is fused into ``ElementwiseKernel``s built once per
-backend instance (path ``"cublas"``). Tiny networks (path ``"generated"``, those whose
+backend instance (path ``"cublas"``): activations, one update kernel per rule of the
+math table (sgd, momentum, Nesterov, Adam; L2 fused into the weights' launch; step count
+and bias corrections computed on the host), and a one-thread-per-row RawKernel for
+softmax cross-entropy's loss and gradient. Tiny networks (path ``"generated"``, those whose
 state fits a thread's registers: ``_cuda_limits.raw_kernel_fits``) skip all that: one
 generated ``RawKernel`` (``_cuda_codegen``) runs a step, a whole full-batch fit, or a
-whole sweep (one thread per configuration) in a single launch. Other sweeps run the
+whole sweep (one thread per configuration) in a single launch; they train plain sgd on
+elementwise losses only (``supports``), the rest goes to cuBLAS. Other sweeps run the
 engine of ``stacked.py`` (paths ``"stacked"`` and ``"batched"``).
 
 CPU CI runs this code through a cupy stand-in (tests/fake_cupy.py) and compiles every
@@ -20,7 +24,7 @@ import numpy as np
 
 from . import BackendUnavailableError
 from ._cuda_limits import raw_kernel_fits
-from ._math import ACTIVATION_CODES
+from ._math import ACTIVATION_CODES, LOSS_MATH, UPDATE_MATH
 from .base import CALLS, Backend, ModelSpec
 from .stacked import StackedSweeps
 
@@ -33,6 +37,7 @@ _INSTALL_HINT = (
 _ACT_CODE = ACTIVATION_CODES
 
 SWEEP_THREADS = 128
+ROW_THREADS = 128  # threads per block of the rowwise-loss kernel (a row each)
 
 
 def is_cupy_array(x):
@@ -122,21 +127,106 @@ class CupyBackend(StackedSweeps, Backend):
             out = self.xp.empty_like(A)
         return self._kernel("nnkit_act_backward")(dA, A, _ACT_CODE[activation], out)
 
+    # ------------------------------------------------ rowwise losses (softmax CE)
+    def _rowwise(self, Yhat, Y, kind):
+        """The rowwise-loss RawKernel for (Yhat, Y), or None where the base class's
+        array code runs instead (an elementwise loss, other shapes or layouts)."""
+        if (kind not in LOSS_MATH or not LOSS_MATH[kind].rowwise or Yhat.ndim != 2
+                or Y.shape != Yhat.shape or Y.dtype != Yhat.dtype
+                or not (Yhat.flags.c_contiguous and Y.flags.c_contiguous)):
+            return None
+        key = ("nnkit_rowwise_loss", kind, Yhat.dtype.name)
+        k = self._kernels.get(key)
+        if k is None:
+            from ._cuda_codegen import rowwise_loss_source
+            k = self._kernels[key] = self.xp.RawKernel(
+                rowwise_loss_source(kind, Yhat.dtype.name), "nnkit_rowwise_loss")
+        return k
+
+    def _launch_rowwise(self, kernel, Yhat, Y, terms, G):
+        n, k = Yhat.shape
+        null = np.uint64(0)
+        kernel((-(-n // ROW_THREADS),), (ROW_THREADS,),
+               (Yhat, Y, null if terms is None else terms, null if G is None else G,
+                np.int32(n), np.int32(k)))
+
+    def loss(self, Yhat, Y, kind, out=None):
+        kernel = self._rowwise(Yhat, Y, kind)
+        if kernel is None:
+            return super().loss(Yhat, Y, kind, out)
+        n = Yhat.shape[0]
+        terms = self._scratch((n,), np.float64)
+        self._launch_rowwise(kernel, Yhat, Y, terms, None)  # one launch + one reduction
+        return self.loss_parts(kind)[1](self.xp.sum(terms), n)  # the table's mean
+
+    def loss_grad(self, Yhat, Y, kind, out=None):
+        kernel = self._rowwise(Yhat, Y, kind)
+        if kernel is None or (out is not None and not (
+                out.flags.c_contiguous and out.shape == Yhat.shape
+                and out.dtype == Yhat.dtype)):
+            return super().loss_grad(Yhat, Y, kind, out)
+        if out is None:
+            out = self.xp.empty_like(Yhat)
+        self._launch_rowwise(kernel, Yhat, Y, None, out)
+        return out
+
     def sgd_update(self, params, grads, lr):
         sgd = self._kernel("nnkit_sgd")
         for (W, b), (dW, db) in zip(params, grads):
             sgd(dW, float(lr), W)
             sgd(db, float(lr), b)
 
+    def apply_update(self, params, grads, opt, lr):
+        """The table's update rule as one ElementwiseKernel per parameter
+        (``_cuda_codegen.update_kernel``: L2 fused into the weights' launch, biases with
+        l2 = 0), its scalars from the host (t, hyperparameters, Adam's bias corrections:
+        no synchronisation); the L2 term is a device reduction. Stacked sweeps (per-
+        configuration rates, 3-D parameters) keep the base class's array code."""
+        if opt.plain or not np.isscalar(lr) or any(W.ndim != 2 for W, _ in params):
+            return super().apply_update(params, grads, opt, lr)
+        from ._cuda_codegen import update_scalars
+        opt.t[0] += 1
+        l2 = opt.l2
+        penalty = self.l2_penalty(params, l2)
+        c1, c2 = opt.bias_corrections(int(opt.t[0]))
+        h1, h2, h3 = (float(h) for h in opt.hyper[:3])
+        values = {"lr": float(lr), "h1": h1, "h2": h2, "h3": h3, "c1": c1, "c2": c2}
+        scalars = [values[s] for s in update_scalars(opt.rule)]
+        kernel = self._kernel("nnkit_update_" + opt.rule)
+        k = UPDATE_MATH[opt.rule].slots  # the kernel's slot outputs
+        for (W, b), (dW, db), s1, s2 in zip(params, grads, opt.s1, opt.s2):
+            kernel(dW, l2, *scalars, W, *(s1[0], s2[0])[:k])
+            kernel(db, 0.0, *scalars, b, *(s1[1], s2[1])[:k])
+        return penalty
+
+    def l2_penalty(self, params, l2):
+        """(l2/2) sum ||W||^2 on the device: one dot product per weight matrix (the base
+        class's code for stacked parameters)."""
+        if not l2 or any(W.ndim != 2 for W, _ in params):
+            return super().l2_penalty(params, l2)
+        xp = self.xp
+        total = None
+        for W, _ in params:
+            sq = xp.vdot(W, W)
+            total = sq if total is None else total + sq
+        return total * (0.5 * l2)
+
     # ------------------------------------------------------------------ paths
     paths = {"generated": CALLS, "cublas": ("step", "epochs"), **StackedSweeps.sweep_paths}
 
+    def supports(self, path, spec):
+        if path == "generated":  # the generated kernels train plain sgd, elementwise losses
+            return spec.plain and not spec.rowwise
+        return super().supports(path, spec)
+
     def choose_path(self, call, spec, rows, batch_size, configs, epochs):
         """generated: networks whose one-thread kernel stays in registers
-        (``_cuda_limits.raw_kernel_fits``), full batches (a step is one batch); else
-        cuBLAS + ElementwiseKernels, and the sweep engine's paths."""
+        (``_cuda_limits.raw_kernel_fits``), full batches (a step is one batch), plain
+        sgd and an elementwise loss; else cuBLAS + ElementwiseKernels (any update rule,
+        L2, softmax cross-entropy), and the sweep engine's paths."""
         full = batch_size is None or call == "step"
-        if full and raw_kernel_fits(spec.sizes, rows, spec.dtype):
+        if (full and self.supports("generated", spec)
+                and raw_kernel_fits(spec.sizes, rows, spec.dtype)):
             return "generated"
         return self.sweep_path(batch_size, spec) if call == "sweep" else "cublas"
 

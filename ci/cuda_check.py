@@ -3,9 +3,11 @@
 Sources: the generated RawKernels (``_cuda_codegen.fit_source``/``sweep_source``) for a
 representative set of architectures, activations, losses, dtypes and row counts
 (including sizes on both sides of ``_cuda_limits.raw_kernel_fits``), and every
-ElementwiseKernel wrapped as CuPy wraps it. Each is compiled to PTX for compute_80 and
-compute_90, and where ptxas is found (the nvidia-cuda-nvcc-cu12 wheel) assembled for
-sm_80/sm_90 with ``-v`` to read registers, stack frame and spills.
+ElementwiseKernel wrapped as CuPy wraps it (one update kernel per rule of the math
+table among them), and the rowwise-loss RawKernel of every rowwise loss (softmax
+cross-entropy), counted with the ElementwiseKernels. Each is compiled to PTX for
+compute_80 and compute_90, and where ptxas is found (the nvidia-cuda-nvcc-cu12 wheel)
+assembled for sm_80/sm_90 with ``-v`` to read registers, stack frame and spills.
 
 Fails (exit 1) on any compile error, and on any spill in an ElementwiseKernel or in a
 RawKernel that ``raw_kernel_fits`` admits (the only ones the backend launches).
@@ -21,11 +23,12 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from nnkit.backends import _cuda_codegen, _cuda_limits, _nvrtc
+from nnkit.backends import _cuda_codegen, _cuda_limits, _math, _nvrtc
 
 SMS = ("80", "90")
 ACTS = ("sigmoid", "tanh", "relu", "linear")
-LOSSES = ("squared_error", "mse", "binary_crossentropy")
+LOSSES = ("squared_error", "mse", "binary_crossentropy")  # the generated kernels' losses
+ROWWISE_LOSSES = tuple(k for k, v in _math.LOSS_MATH.items() if v.rowwise)
 DTYPES = ("float32", "float64")
 KINDS = ("fit", "sweep")
 
@@ -101,6 +104,12 @@ def jobs():
             source = _nvrtc.elementwise_source(name, in_params, out_params, operation, dtype)
             out.append({"kind": "elementwise", "source": source, "dtype": dtype,
                         "label": f"elementwise {name} {dtype}", "fits": True, "footprint": 0})
+    # The cublas path's fused kernels that are RawKernels: a rowwise loss per dtype.
+    for loss in ROWWISE_LOSSES:
+        for dtype in DTYPES:
+            out.append({"kind": "elementwise", "source": _cuda_codegen.rowwise_loss_source(
+                loss, dtype), "dtype": dtype, "label": f"rowwise nnkit_rowwise_loss[{loss}] "
+                f"{dtype}", "fits": True, "footprint": 0})
     return out
 
 
@@ -162,7 +171,8 @@ def main(argv=None):
 
     sms = ", ".join(f"sm_{sm}" for sm in SMS)
     head = (f"cuda_check: compiled {len(todo)} sources ({len(raw)} generated RawKernels, "
-            f"{len(ew)} ElementwiseKernels) for {sms} with NVRTC {_nvrtc.version()}")
+            f"{len(ew)} ElementwiseKernels and rowwise-loss kernels) for {sms} "
+            f"with NVRTC {_nvrtc.version()}")
     ok = [(j, r) for j, r in raw + ew if "error" not in r]
     if not ptxas:
         print(head + "; ptxas not found, registers and spills not checked")
@@ -204,7 +214,7 @@ def main(argv=None):
             line += (f"; largest stack frame {max(most[1][sm]['stack'] for sm in SMS)} B "
                      f"({most[0]['label']})")
         print(line)
-        print(f"  ElementwiseKernels (sm_{SMS[0]}): " + ", ".join(
+        print(f"  ElementwiseKernels, rowwise-loss kernels (sm_{SMS[0]}): " + ", ".join(
             f"{j['label'].split()[1]} {j['dtype']} {u['registers']} regs"
             for j, u, sm in elem if sm == SMS[0]))
     print(f"  took {seconds:.1f} s with {args.jobs} processes")

@@ -15,7 +15,7 @@ import numpy as np
 CXX_PRELUDE = """#include <cmath>
 #include <cstddef>
 using std::exp; using std::fabs; using std::tanh; using std::log1p; using std::fmax;
-using std::isfinite;
+using std::isfinite; using std::sqrt; using std::log;
 #define __global__
 #define __device__
 struct nnkit_dim3 { unsigned x; };
