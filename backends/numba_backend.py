@@ -8,8 +8,10 @@ with ``nnkit bench``; ``Backend.use_path`` forces one):
   one compiled call;
 - ``"fused"``: small layers (rows x weights <= ``LOOP_MAX_WORK``): the generic fused
   kernels of ``_numba_kernels`` (any depth; mini-batch and SGD epochs in one call);
-- ``"blas"``: larger layers: the reference composition with BLAS matmuls plus fused,
-  vectorised bias + activation passes (``bias_activation``) and backward kernels;
+- ``"blas"``: larger layers: a step, or all the epochs of a fit (full batch or
+  mini-batches, shuffled or not), in one compiled call (``blas_train_step``,
+  ``blas_train_epochs``) that calls BLAS's gemm from inside the kernel (``np.dot`` with
+  ``out``) and fuses the elementwise passes between the gemms;
 - ``"stacked"`` / ``"batched"``: the sweep engine of ``stacked.py``, with its
   elementwise steps as serial kernels.
 
@@ -90,11 +92,9 @@ class NumbaBackend(StackedSweeps, Backend):
                      "in every process)" for folder, reason in sorted(UNCACHED.items())]
 
     def _loops(self, rows, *arrays):
-        """True where hand-written loops beat BLAS/ufunc calls for this much work (never
-        inside the "blas" path)."""
+        """True where hand-written loops beat BLAS/ufunc calls for this much work."""
         return rows * sum(a.size for a in arrays) <= LOOP_MAX_WORK and all(
-            a.flags.c_contiguous and a.ndim <= 2 for a in arrays) and not getattr(
-            self._local, "blas", False)
+            a.flags.c_contiguous and a.ndim <= 2 for a in arrays)
 
     @staticmethod
     def _elementwise_loops(*arrays, scalar_math=False):
@@ -263,12 +263,13 @@ class NumbaBackend(StackedSweeps, Backend):
                                             As, Gs, dWs, dbs, opt))
 
     def _step_blas(self, state, X, Y, lr):
-        """The reference composition with BLAS matmuls and fused elementwise kernels."""
-        self._local.blas = True
-        try:
-            return self._step_reference(state, X, Y, lr)
-        finally:
-            self._local.blas = False
+        """One compiled call (``blas_train_step``): BLAS gemms inside the kernel, the
+        elementwise passes and the update between them."""
+        args = self._fused_args(state, state.buffers(X.shape[0]))
+        Ws, bs, acts, loss, As, Gs, dWs, dbs, opt = args
+        X, Y = _contiguous(X), _contiguous(Y)
+        return np.float64(self.k.blas_train_step(X, Y, X.shape[0], Ws, bs, acts, loss,
+                                                 float(lr), As, Gs, dWs, dbs, opt))
 
     def _epochs_generated(self, state, X, Y, lrs, batch_size, orders):
         if batch_size is not None:
@@ -285,6 +286,16 @@ class NumbaBackend(StackedSweeps, Backend):
         return losses
 
     def _epochs_fused(self, state, X, Y, lrs, batch_size, orders):
+        return self._epochs_kernel(self.k.train_epochs, state, X, Y, lrs, batch_size,
+                                   orders)
+
+    def _epochs_blas(self, state, X, Y, lrs, batch_size, orders):
+        """Every epoch in one compiled call (``blas_train_epochs``), as ``_epochs_fused``."""
+        return self._epochs_kernel(self.k.blas_train_epochs, state, _contiguous(X),
+                                   _contiguous(Y), lrs, batch_size, orders)
+
+    def _epochs_kernel(self, kernel, state, X, Y, lrs, batch_size, orders):
+        """Run ``kernel`` (``train_epochs``' signature) over all of ``lrs``' epochs."""
         n = X.shape[0]
         bsz = n if batch_size is None else batch_size
         buf = state.buffers(bsz)
@@ -294,12 +305,9 @@ class NumbaBackend(StackedSweeps, Backend):
                   else np.empty((0, 0), dtype=np.int64))
         lrs = np.ascontiguousarray(lrs, dtype=np.float64)
         losses = np.full(len(lrs), np.nan)
-        self.k.train_epochs(X, Y, Ws, bs, acts, loss, lrs, bsz, orders, use_order,
-                            buf.Xb, buf.Yb, As, Gs, dWs, dbs, losses, opt)
+        kernel(X, Y, Ws, bs, acts, loss, lrs, bsz, orders, use_order, buf.Xb, buf.Yb, As, Gs,
+               dWs, dbs, losses, opt)
         return losses
-
-    def _epochs_blas(self, state, X, Y, lrs, batch_size, orders):
-        return self._epochs_by_steps(self._step_blas, state, X, Y, lrs, batch_size, orders)
 
     def _sweep_generated(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                          orders, update=None):
@@ -386,6 +394,12 @@ def _dynamic_prange():
         yield
     finally:
         numba.set_parallel_chunksize(old)
+
+
+def _contiguous(a):
+    """``a`` as a C-contiguous array (itself when it is one): the kernels' np.dot calls
+    BLAS without a copy only on contiguous operands."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def _act(name):

@@ -1,0 +1,164 @@
+"""The numba backend's "blas" path: a step, or every epoch of a fit slice, in one compiled
+call (``blas_train_step`` / ``blas_train_epochs``: BLAS gemms from inside the kernel,
+fused elementwise passes, one update pass), against the NumPy reference backend
+(float64 to 1e-9, float32 losses to 1e-4), and no per-step Python loop."""
+import numpy as np
+import pytest
+
+import nnkit
+from nnkit.backends import get_backend
+
+from conftest import BACKENDS
+
+pytestmark = pytest.mark.skipif("numba" not in BACKENDS, reason="numba not usable here")
+
+
+def network(sizes, acts, loss, backend, dtype="float64", seed=1):
+    return nnkit.Network([nnkit.Dense(a, b, k) for a, b, k in zip(sizes, sizes[1:], acts)],
+                         loss=loss, dtype=dtype, seed=seed, backend=backend)
+
+
+def data(sizes, loss, n=50, seed=4):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, sizes[0]))
+    if loss == "categorical_crossentropy":
+        return X, rng.integers(0, sizes[-1], n)
+    if loss == "binary_crossentropy":
+        return X, (rng.uniform(size=(n, sizes[-1])) < 0.5).astype(np.float64)
+    return X, rng.uniform(size=(n, sizes[-1]))
+
+
+def close(got, want, rtol=1e-9):
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-12)
+
+
+def fit_both(sizes, acts, loss, fits, dtype="float64"):
+    """The same fits (in a row: optimizer state carries over) on numpy and on the numba
+    blas path; returns (numpy net, numba net, numpy losses, numba losses)."""
+    X, Y = data(sizes, loss)
+    X = X.astype(dtype)
+    be = get_backend("numba")
+    nets = [network(sizes, acts, loss, "numpy", dtype), network(sizes, acts, loss, be, dtype)]
+    losses = [[], []]
+    for kwargs in fits:
+        losses[0].extend(nets[0].fit(X, Y, **kwargs).loss)
+        with be.use_path("blas") as record:
+            losses[1].extend(nets[1].fit(X, Y, **kwargs).loss)
+        assert record.paths() == {"blas"}, record.ran
+    return nets[0], nets[1], np.array(losses[0]), np.array(losses[1])
+
+
+def params_close(net, ref, rtol=1e-9):
+    for (W, b), (rW, rb) in zip(net.get_params(), ref.get_params()):
+        close(W, rW, rtol)
+        close(b, rb, rtol)
+
+
+CE = ((7, 16, 4), ("relu", "softmax"), "categorical_crossentropy")
+
+
+@pytest.mark.parametrize("shuffle", [True, False], ids=["shuffled", "in-order"])
+def test_minibatch_adam_l2_softmax_ce(shuffle):
+    # 50 rows in batches of 16: a last batch of 2 rows; two fits: Adam's state carries on
+    fit = dict(epochs=6, lr=0.01, batch_size=16, shuffle=shuffle, optimizer="adam", l2=1e-3)
+    ref, net, want, got = fit_both(*CE, [fit, dict(fit, epochs=4)])
+    close(got, want)
+    params_close(net, ref)
+    assert int(net.train_state.opt.t[0]) == int(ref.train_state.opt.t[0]) == 10 * 4
+
+
+@pytest.mark.parametrize("loss,act", [("squared_error", "sigmoid"), ("mse", "linear"),
+                                      ("binary_crossentropy", "sigmoid")])
+def test_full_batch_sgd(loss, act):
+    ref, net, want, got = fit_both((5, 12, 2), ("tanh", act), loss,
+                                   [dict(epochs=30, lr=0.3)])
+    close(got, want)
+    params_close(net, ref)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("acts,loss", [
+    (("tanh", "sigmoid", "relu"), "mse"),
+    (("relu", "tanh", "sigmoid"), "binary_crossentropy"),
+    (("sigmoid", "relu", "softmax"), "categorical_crossentropy"),
+], ids=["tanh-sigmoid-relu", "relu-tanh-sigmoid", "sigmoid-relu-softmax"])
+def test_three_layers(acts, loss, optimizer):
+    lr = 0.01 if optimizer == "adam" else 0.1
+    fits = [dict(epochs=5, lr=lr, batch_size=8, shuffle=True, optimizer=optimizer, l2=1e-4),
+            dict(epochs=5, lr=lr, optimizer=optimizer, l2=1e-4)]  # then full batch
+    ref, net, want, got = fit_both((6, 10, 9, 3), acts, loss, fits)
+    close(got, want)
+    params_close(net, ref)
+
+
+def test_float32_close_to_the_reference():
+    fit = dict(epochs=10, lr=0.01, batch_size=16, shuffle=True, optimizer="adam", l2=1e-4)
+    ref, net, want, got = fit_both(*CE, [fit], dtype="float32")
+    close(got, want, rtol=1e-4)
+    assert net.get_params()[0][0].dtype == np.float32
+
+
+def test_python_steps_match_the_reference():
+    sizes, acts, loss = (6, 10, 9, 3), ("tanh", "relu", "softmax"), "categorical_crossentropy"
+    X, Y = data(sizes, loss)
+    be = get_backend("numba")
+    net, ref = network(sizes, acts, loss, be), network(sizes, acts, loss, "numpy")
+    for n in (net, ref):
+        n.fit(X, Y, epochs=1, lr=1e-3, optimizer="adam", l2=1e-3)  # sets up Adam + L2
+    Xd, Yd = net.prepare(X, Y)
+    Xr, Yr = ref.prepare(X, Y)
+    with be.use_path("blas") as record:
+        got = [float(be.train_step(net.train_state, Xd[:20], Yd[:20], 0.01)) for _ in range(8)]
+    assert record.paths() == {"blas"}
+    want = [float(ref.backend.train_step(ref.train_state, Xr[:20], Yr[:20], 0.01))
+            for _ in range(8)]
+    close(got, want)
+    params_close(net, ref)
+
+
+class _Counter:
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.fn(*args)
+
+
+def test_one_kernel_call_per_fit_slice(monkeypatch):
+    """A fit on the blas path runs each slice's epochs (every mini-batch step, shuffled
+    orders included) in one compiled call: nothing per step from Python."""
+    be = get_backend("numba")
+    k = be.k
+    counters = {name: _Counter(getattr(k, name)) for name in (
+        "blas_train_epochs", "blas_train_step", "train_epochs", "optimizer_step",
+        "bias_activation", "loss_grad", "dense_forward")}
+    for name, counter in counters.items():
+        monkeypatch.setattr(k, name, counter)
+    slices = _Counter(be.train_epochs)
+    monkeypatch.setattr(be, "train_epochs", slices)
+    X, Y = data(CE[0], CE[2], n=200)
+    net = network(*CE, be)
+    with be.use_path("blas"):
+        net.fit(X, Y, epochs=5, lr=0.01, batch_size=16, shuffle=True, optimizer="adam")
+    assert slices.calls == 1
+    assert counters["blas_train_epochs"].calls == 1  # 5 epochs x 13 batches in one call
+    with be.use_path("blas"):  # a callback every epoch: one slice, one call, per epoch
+        net.fit(X, Y, epochs=3, lr=0.01, batch_size=16, shuffle=True, optimizer="adam",
+                callback=lambda epoch, record: None)
+    assert slices.calls == 1 + 3
+    assert counters["blas_train_epochs"].calls == 1 + 3
+    assert all(c.calls == 0 for name, c in counters.items() if name != "blas_train_epochs")
+    # a step from Python: one compiled call
+    Xd, Yd = net.prepare(X, Y)
+    with be.use_path("blas"):
+        be.train_step(net.train_state, Xd[:64], Yd[:64], 0.01)
+    assert counters["blas_train_step"].calls == 1
+    assert counters["optimizer_step"].calls == counters["bias_activation"].calls == 0
+
+
+def test_the_planner_sends_large_work_to_the_blas_path():
+    be = get_backend("numba")
+    spec = network((64, 64, 10), ("relu", "softmax"), "categorical_crossentropy", be).spec
+    assert be.plan("epochs", spec, 1000, 64) == "blas"
+    assert be.plan("step", spec, 64) == "blas"
