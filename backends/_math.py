@@ -25,6 +25,8 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+
+import numpy
 from typing import Callable
 
 
@@ -288,7 +290,10 @@ def row_lse_array(z, xp, axis=-1):
     table's pieces: max subtracted, finite for any finite z."""
     exp_shifted, lse = _row_lse_functions(xp)
     m = xp.max(z, axis=axis, keepdims=True)
-    return lse(m, xp.sum(exp_shifted(z, m), axis=axis, keepdims=True))
+    s = xp.sum(exp_shifted(z, m), axis=axis, keepdims=True)
+    # in float64 (one value per row): m + log(s) rounded to float32 at |z| ~ 500 would
+    # cost 1e-5 of every z - lse, which the kernels (float64 row statistics) do not lose
+    return lse(m.astype(numpy.float64), s.astype(numpy.float64))
 
 
 @functools.lru_cache(maxsize=None)

@@ -112,6 +112,8 @@ def test_losses_match_reference_and_stay_finite(name, dtype, data, kind):
     n, m = data.draw(shapes())
     Yhat = data.draw(matrix(n, m))
     Y = data.draw(arrays(np.float64, (n, m), elements=st.sampled_from([0.0, 1.0, 0.3])))
+    if kind == "categorical_crossentropy":  # targets are probability rows: one-hot here
+        Y = np.eye(m)[data.draw(arrays(np.int64, n, elements=st.integers(0, m - 1)))]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         value = float(be.to_numpy(be.loss(be.asarray(Yhat, dtype), be.asarray(Y, dtype), kind)))
@@ -120,6 +122,10 @@ def test_losses_match_reference_and_stay_finite(name, dtype, data, kind):
     if kind == "binary_crossentropy":  # from logits: softplus(z) - y z, exact in float64
         ref = np.sum(np.logaddexp(0, z) - Y * z) / n
         ref_grad = (ref_act(z, "sigmoid") - Y) / n
+    elif kind == "categorical_crossentropy":  # -y log softmax(z), lse by logaddexp
+        lse = np.logaddexp.reduce(z, axis=1, keepdims=True)
+        ref = np.sum(Y * (lse - z)) / n
+        ref_grad = (np.exp(z - lse) - Y) / n
     else:
         ref = np.sum((z - Y) ** 2) / (2 * n if kind == "squared_error" else n)
         ref_grad = (z - Y) / n * (1 if kind == "squared_error" else 2)
@@ -140,13 +146,16 @@ def test_losses_match_reference_and_stay_finite(name, dtype, data, kind):
        shuffle=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
 def test_fit_raises_only_documented_errors(name, sizes, hidden, loss, n, batch, lr, dtype,
                                            shuffle, seed):
-    out = "sigmoid" if loss == "binary_crossentropy" else hidden
+    out = {"binary_crossentropy": "sigmoid",
+           "categorical_crossentropy": "softmax"}.get(loss, hidden)
     acts = [hidden] * (len(sizes) - 2) + [out]
     net = nnkit.Network([nnkit.Dense(a, b, k) for a, b, k in zip(sizes, sizes[1:], acts)],
                         loss=loss, dtype=dtype, seed=seed, backend=name)
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, sizes[0])) * 10
     Y = rng.uniform(size=(n, sizes[-1]))
+    if loss == "categorical_crossentropy":  # probability rows
+        Y /= Y.sum(axis=1, keepdims=True)
     try:
         hist = net.fit(X, Y, epochs=5, lr=lr, batch_size=batch, shuffle=shuffle)
         assert len(hist.loss) == 5 and np.isfinite(hist.loss).all()
@@ -188,10 +197,14 @@ def test_full_batch_sweep_equals_separate_fits(name, sizes, acts, loss, n, lrs, 
     acts = acts[:len(sizes) - 1]
     if loss == "binary_crossentropy":
         acts[-1] = "sigmoid"
+    if loss == "categorical_crossentropy":
+        acts[-1] = "softmax"
     layers = [nnkit.Dense(a, b, k) for a, b, k in zip(sizes, sizes[1:], acts)]
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, sizes[0]))
     Y = rng.uniform(size=(n, sizes[-1]))
+    if loss == "categorical_crossentropy":  # probability rows
+        Y /= Y.sum(axis=1, keepdims=True)
     net = nnkit.Network(layers, loss=loss, dtype="float64", seed=seed, backend=name)
     res = nnkit.sweep(net, X, Y, lr=lrs, epochs=12)
     for i, cfg in enumerate(res.configs):
