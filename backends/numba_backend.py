@@ -22,6 +22,7 @@ compiles at import: each kernel compiles (or loads from numba's disk cache) on f
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import numpy as np
@@ -264,7 +265,11 @@ class NumbaBackend(StackedSweeps, Backend):
 
     def _step_blas(self, state, X, Y, lr):
         """One compiled call (``blas_train_step``): BLAS gemms inside the kernel, the
-        elementwise passes and the update between them."""
+        elementwise passes and the update between them. numba calls BLAS through SciPy:
+        without SciPy, the reference composition (NumPy's BLAS, numba's elementwise
+        kernels), the same numbers a little slower."""
+        if not _blas_in_numba():
+            return self._step_reference(state, X, Y, lr)
         args = self._fused_args(state, state.buffers(X.shape[0]))
         Ws, bs, acts, loss, As, Gs, dWs, dbs, opt = args
         X, Y = _contiguous(X), _contiguous(Y)
@@ -290,7 +295,11 @@ class NumbaBackend(StackedSweeps, Backend):
                                    orders)
 
     def _epochs_blas(self, state, X, Y, lrs, batch_size, orders):
-        """Every epoch in one compiled call (``blas_train_epochs``), as ``_epochs_fused``."""
+        """Every epoch in one compiled call (``blas_train_epochs``), as ``_epochs_fused``
+        (without SciPy: a Python loop over ``_step_blas``)."""
+        if not _blas_in_numba():
+            return self._epochs_by_steps(self._step_blas, state, X, Y, lrs, batch_size,
+                                         orders)
         return self._epochs_kernel(self.k.blas_train_epochs, state, _contiguous(X),
                                    _contiguous(Y), lrs, batch_size, orders)
 
@@ -394,6 +403,17 @@ def _dynamic_prange():
         yield
     finally:
         numba.set_parallel_chunksize(old)
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_in_numba():
+    """True where numba can call BLAS from compiled code (np.dot in njit needs SciPy's
+    BLAS bindings; SciPy is not a requirement of nnkit)."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _contiguous(a):

@@ -2,6 +2,8 @@
 call (``blas_train_step`` / ``blas_train_epochs``: BLAS gemms from inside the kernel,
 fused elementwise passes, one update pass), against the NumPy reference backend
 (float64 to 1e-9, float32 losses to 1e-4), and no per-step Python loop."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -162,3 +164,32 @@ def test_the_planner_sends_large_work_to_the_blas_path():
     spec = network((64, 64, 10), ("relu", "softmax"), "categorical_crossentropy", be).spec
     assert be.plan("epochs", spec, 1000, 64) == "blas"
     assert be.plan("step", spec, 64) == "blas"
+
+
+def test_blas_path_without_scipy_takes_the_reference_composition(monkeypatch):
+    """numba calls BLAS through SciPy, which nnkit does not require: without it the blas
+    path composes NumPy's BLAS with numba's elementwise kernels, to the same numbers."""
+    from nnkit.backends import numba_backend
+    monkeypatch.setattr(numba_backend, "_blas_in_numba", lambda: False)
+    calls = []
+    be = nnkit.get_backend("numba")
+    monkeypatch.setattr(be, "_epochs_kernel", lambda *a, **k: calls.append(a))
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(50, 6)), rng.integers(0, 3, 50)
+
+    def trained(backend, path=None):
+        net = nnkit.Network([nnkit.Dense(6, 9, "tanh"), nnkit.Dense(9, 3, "softmax")],
+                            loss="categorical_crossentropy", dtype="float64", seed=3,
+                            backend=backend)
+        ctx = nnkit.get_backend(backend).use_path(path) if path else contextlib.nullcontext()
+        with ctx:
+            hist = net.fit(X, y, epochs=4, lr=0.01, batch_size=16, shuffle=True,
+                           optimizer="adam", l2=1e-3)
+        return net, hist
+    net, hist = trained("numba", "blas")
+    ref, ref_hist = trained("numpy")
+    assert not calls  # no compiled blas kernel ran
+    np.testing.assert_allclose(hist.loss, ref_hist.loss, rtol=1e-9)
+    for (W, b), (W0, b0) in zip(net.get_params(), ref.get_params()):
+        np.testing.assert_allclose(W, W0, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(b, b0, rtol=1e-9, atol=1e-12)
