@@ -512,7 +512,7 @@ def train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs, opt):
     return loss + optimizer_update(Ws, bs, dWs, dbs, S1W, S1b, S2W, S2b, rule, hyper, t, lr)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_order,
                  Xb, Yb, As, Gs, dWs, dbs, losses, opt):
     """Run len(lrs) epochs in one call; losses[e] = epoch e's mean loss.
@@ -623,7 +623,7 @@ def blas_train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs, opt
     return loss + optimizer_update(Ws, bs, dWs, dbs, S1W, S1b, S2W, S2b, rule, hyper, t, lr)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def blas_train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_order,
                       Xb, Yb, As, Gs, dWs, dbs, losses, opt):
     """``train_epochs`` with ``blas_train_step``: len(lrs) epochs in one call, full

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import BackendUnavailableError
 from ._math import ACTIVATION_CODES, LOSS_CODES, LOSS_MATH, UPDATE_CODES
-from .base import CALLS, Backend, ModelSpec
+from .base import CALLS, Backend, ModelSpec, TrainState
 from .stacked import StackedSweeps
 
 _ACT = ACTIVATION_CODES
@@ -207,7 +207,7 @@ class NumbaBackend(StackedSweeps, Backend):
 
     # ------------------------------------------------------------------ paths
     paths = {"generated": CALLS, "fused": ("step", "epochs"), "blas": ("step", "epochs"),
-             **StackedSweeps.sweep_paths}
+             "each": ("sweep",), **StackedSweeps.sweep_paths}
 
     def planning_thresholds(self):
         return {"CODEGEN_MAX_WEIGHTS": CODEGEN_MAX_WEIGHTS, "CODEGEN_MAX_ROWS": CODEGEN_MAX_ROWS,
@@ -240,6 +240,8 @@ class NumbaBackend(StackedSweeps, Backend):
         if (tiny and (not full or rows <= CODEGEN_MAX_ROWS)
                 and configs * epochs * rows >= CODEGEN_MIN_WORK):
             return "generated"
+        if not full or not spec.plain:  # mini-batches, optimizers: the fit kernels
+            return "each"
         return self.sweep_path(batch_size, spec)
 
     def prepare_step(self, path, state, n):
@@ -352,6 +354,50 @@ class NumbaBackend(StackedSweeps, Backend):
             np.copyto(W, from_blocks(Wb, C))
             np.copyto(b, from_blocks(bb, C))
         return losses[:C], from_blocks(diverged, C)
+
+    def _sweep_each(self, params, activations, loss, X, Y, lrs, factors, batch_size, orders,
+                    update=None):
+        """Each configuration trained on its own by the compiled fit kernels (the "fused"
+        or "blas" epochs path, as ``fit`` would plan it: every update rule, any batch
+        size), the configurations spread over the cores by threads (the kernels release
+        the GIL). A configuration whose loss turns non-finite is trained again by the
+        reference steps, which freeze it before that update."""
+        from concurrent.futures import ThreadPoolExecutor
+        n, C, epochs = X.shape[0], len(lrs), len(factors)
+        losses = np.full((C, epochs), np.nan)
+        diverged = np.full(C, -1, dtype=np.int64)
+        factors = np.asarray(factors, dtype=np.float64)
+        X, Y = _contiguous(X), _contiguous(Y)
+
+        def train(c):
+            state = TrainState(self, [(W[c], b[c]) for W, b in params], activations, loss)
+            if update is not None:
+                state.set_optimizer(update.state(self, state.params))
+            start = [(W.copy(), b.copy()) for W, b in state.params]
+            path = "blas" if (n if batch_size is None else batch_size) * state.spec.weights \
+                > LOOP_MAX_WORK else "fused"
+            with np.errstate(over="ignore", invalid="ignore"):
+                got = getattr(self, "_epochs_" + path)(
+                    state, X, Y, float(lrs[c]) * factors, batch_size,
+                    None if orders is None else orders[c])
+            if np.isfinite(got).all():
+                losses[c] = got
+                return
+            for (W, b), (W0, b0) in zip(state.params, start):  # diverged: the exact steps
+                np.copyto(W, W0)
+                np.copyto(b, b0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                self._train_one_of_many(params, activations, loss, X, Y, lrs, factors,
+                                        n if batch_size is None else batch_size, orders, c,
+                                        losses, diverged, update)
+        threads = min(C, os.cpu_count() or 1)
+        if threads <= 1:
+            for c in range(C):
+                train(c)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(train, range(C)))
+        return losses, diverged
 
     # The engine's stacked sweeps (stacked.py: first layer one wide GEMM, later layers
     # batched GEMMs) with their elementwise steps as kernels. They are serial: BLAS's threads still
