@@ -15,10 +15,13 @@ py="${PYTHON:-python}"
   nvidia-smi || true
   "$py" -m pip install --no-deps --no-build-isolation -e . 2>&1 | tail -1
   "$py" -m nnkit info
-  echo "== GPU tests and the backend-parametrized suites that include cupy"
-  timeout 180 "$py" -m pytest -q tests/test_gpu.py tests/test_parity.py tests/test_sweep.py \
-    tests/test_gradients.py tests/test_training.py 2>&1 | tail -25
-  echo "== nnkit bench (cupy beside numpy/numba, float32)"
+  echo "== GPU tests"
+  timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15
+  echo "== the backend-parametrized suites, their cupy cases (numba compiles cold here)"
+  timeout 150 "$py" -m pytest -q -p no:cacheprovider -k cupy tests/test_parity.py \
+    tests/test_sweep.py tests/test_gradients.py tests/test_training.py \
+    tests/test_optimizers.py tests/test_softmax.py tests/test_paths.py 2>&1 | tail -15
+  echo "== nnkit bench (cupy beside numpy/numba, float32; with the Adam classification workloads)"
   timeout 150 "$py" -m nnkit bench --json "$out/nnkit-bench.json"
   echo "== PyTorch CUDA baselines, the big sweep, the numba/cupy crossover"
   timeout 150 "$py" benchmarks/gpu_extra.py "$out"
