@@ -79,6 +79,28 @@ class Network:
         self._state = TrainState(self.backend, params, acts, self.loss)
         self._optimizer = None  # the optimizer whose state _state.opt holds (None: plain)
 
+    @classmethod
+    def _like(cls, template, seed, params, backend=None):
+        """A fresh network of ``template``'s layers, loss and dtype with seed ``seed`` (its
+        shuffle generator) and parameters ``params`` [(W, b), ...] (host arrays of the
+        layers' shapes, trusted: not checked), copied onto ``backend`` (None: the
+        template's); what ``Network(...)`` then ``set_params(params)`` gives, without
+        drawing initial weights or checking the arrays."""
+        net = cls.__new__(cls)
+        net.layers = list(template.layers)
+        net.loss = template.loss
+        net.dtype = template.dtype
+        net.seed = int(seed)
+        net.backend = template.backend if backend is None else get_backend(backend)
+        net._shuffle_rng = np.random.default_rng([net.seed, 1])
+        net._output = template._output
+        be, dtype = net.backend, net.dtype
+        own = [(be.asarray(np.array(W, dtype=dtype)), be.asarray(np.array(b, dtype=dtype)))
+               for W, b in params]
+        net._state = TrainState(be, own, template._state.activations, net.loss)
+        net._optimizer = None
+        return net
+
     # ------------------------------------------------------------- optimizer
     @property
     def optimizer(self):

@@ -248,6 +248,13 @@ class _NNKitEstimator(BaseEstimator):
         verbose = bool(self.verbose)
         warm = _check_bool("warm_start", self.warm_start)
         first = not ((incremental or warm) and self.__sklearn_is_fitted__())
+        if first and not incremental:
+            # Inside SweepSearchCV: the very (X, y) a sweep validated and trained on
+            # takes its network without validating them again.
+            swept = _take_swept_raw(self, X, y)
+            if swept is not None:
+                net, hist = swept
+                return self._set_fitted(net, hist, [], 0, net.n_outputs, None)
         X, y = self._validate_Xy(X, y, reset=first)
         Y, n_outputs = self._targets(y, first, classes)
         if first:
@@ -274,6 +281,9 @@ class _NNKitEstimator(BaseEstimator):
             if net is None:
                 net = self._new_network(X.shape[1], n_outputs, self._net_dtype(X), seed)
             hist = net.fit(X, Y, **kwargs)
+        return self._set_fitted(net, hist, loss_curve, n_iter, n_outputs, val)
+
+    def _set_fitted(self, net, hist, loss_curve, n_iter, n_outputs, val):
         self.network_ = net
         self.__dict__.pop("_network_blob", None)
         self.loss_curve_ = loss_curve + list(hist.loss)
@@ -312,8 +322,7 @@ class _NNKitEstimator(BaseEstimator):
     def _output(self, X):
         check_is_fitted(self)
         net = self._get_network()
-        X = _sk_validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return net.predict(X)
+        return net.predict(_validated_input(self, X))
 
     # ---------------------------------------------------------- network and pickle
     def __sklearn_is_fitted__(self):
@@ -537,13 +546,61 @@ class NNKitRegressor(RegressorMixin, _NNKitEstimator):
 _SWEPT = contextvars.ContextVar("nnkit_sklearn_swept", default=None)
 
 
-def _data_key(X, Y):
-    h = hashlib.blake2b(digest_size=20)
-    for a in (X, Y):
-        a = np.ascontiguousarray(a)
+# A sweep's data is matched by content: the arrays themselves are kept (compared byte for
+# byte) where they take at most this many bytes, else a SHA-256 of them.
+_KEEP_BYTES = 64 * 2 ** 20
+# The raw (X, y) an estimator's fit is given are matched as they are (no validation) only
+# when both are plain ndarrays of these kinds (byte equality is then value equality).
+_RAW_KINDS = "biuf", "biufUS"
+_MAX_INPUTS = 64  # prediction inputs remembered as validated, per search
+
+
+class _Contents:
+    """The exact contents (dtype, shape, bytes) of some arrays, to tell whether other
+    arrays hold the same."""
+
+    def __init__(self, arrays):
+        arrays = [np.ascontiguousarray(a) for a in arrays]
+        self.meta = tuple((a.dtype.str, a.shape) for a in arrays)
+        if sum(a.nbytes for a in arrays) <= _KEEP_BYTES:
+            self.arrays, self.digest = arrays, None
+        else:
+            self.arrays, self.digest = None, _digest(arrays)
+
+    def matches(self, arrays, digests):
+        """Whether ``arrays`` hold the same (byte for byte, in C order); ``digests``: a
+        dict where their digest is kept once computed (shared by calls for the same
+        arrays)."""
+        if tuple((a.dtype.str, a.shape) for a in arrays) != self.meta:
+            return False
+        if self.arrays is not None:
+            pairs = sorted(zip(arrays, self.arrays), key=lambda p: p[1].nbytes)
+            return all(np.array_equal(_bytes_of(a), _bytes_of(b)) for a, b in pairs)
+        if "digest" not in digests:
+            digests["digest"] = _digest(arrays)
+        return digests["digest"] == self.digest
+
+
+def _bytes_of(a):
+    """a's bytes in C order, as a 1-D uint8 array (a view where a is C-contiguous)."""
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
+def _digest(arrays):
+    h = hashlib.sha256()
+    for a in arrays:
         h.update(repr((a.dtype.str, a.shape)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+        h.update(_bytes_of(a))
+    return h.digest()
+
+
+def _raw_arrays(X, y):
+    """(X, y) C-contiguous where both are plain ndarrays matched by their raw contents,
+    else None."""
+    if type(X) is not np.ndarray or type(y) is not np.ndarray \
+            or X.dtype.kind not in _RAW_KINDS[0] or y.dtype.kind not in _RAW_KINDS[1]:
+        return None
+    return np.ascontiguousarray(X), np.ascontiguousarray(y)
 
 
 def _group_params(params):
@@ -568,35 +625,99 @@ def _params_equal(a, b):
     return True
 
 
+_PARAM_NAMES = {}
+
+
+def _own_params(est):
+    """``est.get_params(deep=False)`` (the parameter names looked up once per class)."""
+    cls = type(est)
+    names = _PARAM_NAMES.get(cls)
+    if names is None:
+        names = _PARAM_NAMES[cls] = tuple(cls._get_param_names())
+    return {name: getattr(est, name) for name in names}
+
+
+class _SweptEntry:
+    """One sweep's result and what its networks were trained from: the estimator class
+    and parameters but lr and random_state, the raw (X, y) its fit is given (None: not
+    plain ndarrays), the validated (X, Y) it trained on, and the attributes that
+    validating the raw data set on the estimator (``n_features_in_``, ``classes_``...)."""
+
+    def __init__(self, cls, group, raw, data, result, fitted):
+        self.cls, self.group, self.result, self.fitted = cls, group, result, fitted
+        self.raw = None if raw is None else _Contents(raw)
+        self.data = _Contents(data)
+        self.index = {(float(c["lr"]), int(c["seed"])): i
+                      for i, c in enumerate(result.configs)}
+
+    def config(self, params):
+        try:
+            return self.index.get((float(params["lr"]), int(params["random_state"])))
+        except (TypeError, ValueError):
+            return None
+
+
 class _SweptNetworks:
     """Sweep results by (estimator class, parameters but lr and random_state, data)."""
 
     def __init__(self):
-        self.entries = []  # (cls, group params, data key, SweepResult, {(lr, seed): i})
+        self.entries = []
+        self.inputs = []  # (n_features_in_, _Contents): float arrays validated as they are
 
-    def add(self, cls, group, key, result):
-        index = {(float(c["lr"]), int(c["seed"])): i for i, c in enumerate(result.configs)}
-        self.entries.append((cls, group, key, result, index))
+    def validated(self, est, X):
+        """``_sk_validate_data(est, X, reset=False, ...)``, skipped for a plain float
+        ndarray with the contents of one that it returned unchanged (a validation fold:
+        every candidate predicts it) for an estimator of as many features and no feature
+        names."""
+        plain = type(X) is np.ndarray and X.dtype in (np.float32, np.float64) \
+            and "feature_names_in_" not in est.__dict__
+        n = est.__dict__.get("n_features_in_")
+        if plain:
+            for n_seen, contents in self.inputs:
+                if n_seen == n and contents.matches([X], {}):
+                    return X
+        Xv = _sk_validate_data(est, X, reset=False, dtype=(np.float64, np.float32))
+        if plain and Xv is X and n is not None and len(self.inputs) < _MAX_INPUTS:
+            self.inputs.append((n, _Contents([X])))
+        return Xv
+
+    def add(self, cls, group, raw, data, result, fitted):
+        self.entries.append(_SweptEntry(cls, group, raw, data, result, fitted))
+
+    def _find(self, est, arrays, which):
+        params = _own_params(est)
+        group = _group_params(params)
+        digests = {}
+        for entry in self.entries:
+            contents = getattr(entry, which)
+            if entry.cls is not type(est) or contents is None \
+                    or not _params_equal(entry.group, group):
+                continue
+            i = entry.config(params)
+            if i is not None and contents.matches(arrays, digests):
+                return entry, i
+        return None, None
+
+    def take_raw(self, est, X, y):
+        """(network, History) for ``est.fit(X, y)`` where (X, y) are the raw arrays a
+        sweep's estimator validated (the attributes that validation sets are set on
+        ``est``), or None."""
+        raw = _raw_arrays(X, y)
+        if raw is None:
+            return None
+        entry, i = self._find(est, raw, "raw")
+        if entry is None:
+            return None
+        est.__dict__.pop("feature_names_in_", None)  # as validating an ndarray does
+        for name, value in entry.fitted.items():
+            setattr(est, name, value.copy() if isinstance(value, np.ndarray) else value)
+        return _swept_fit(est, entry.result, i)
 
     def take(self, est, X, Y):
-        params = est.get_params(deep=False)
-        group = _group_params(params)
-        key = None
-        for cls, g, k, result, index in self.entries:
-            if cls is not type(est) or not _params_equal(g, group):
-                continue
-            key = key or _data_key(X, Y)
-            if k != key:
-                continue
-            lr, seed = params["lr"], params["random_state"]
-            try:
-                i = index.get((float(lr), int(seed)))
-            except (TypeError, ValueError):
-                i = None
-            if i is None:
-                continue
-            return _swept_fit(est, result, i)
-        return None
+        """(network, History) for validated (X, Y), or None."""
+        entry, i = self._find(est, [np.ascontiguousarray(X), np.ascontiguousarray(Y)],
+                              "data")
+        return None if entry is None else _swept_fit(est, entry.result, i)
 
 
 def _swept_fit(est, result, i):
@@ -614,6 +735,19 @@ def _swept_fit(est, result, i):
 def _take_swept(est, X, Y):
     swept = _SWEPT.get()
     return None if swept is None else swept.take(est, X, Y)
+
+
+def _validated_input(est, X):
+    """X validated for ``est``'s predictions (fitted: not reset)."""
+    swept = _SWEPT.get()
+    if swept is None:
+        return _sk_validate_data(est, X, reset=False, dtype=(np.float64, np.float32))
+    return swept.validated(est, X)
+
+
+def _take_swept_raw(est, X, y):
+    swept = _SWEPT.get()
+    return None if swept is None else swept.take_raw(est, X, y)
 
 
 class SweepSearchCV(GridSearchCV):
@@ -789,10 +923,13 @@ def _sweep_split(swept, base, X, y, lrs, seeds):
         pre = clone(base[:-1])
         X = pre.fit_transform(X, y)
     est = clone(_final(base)).set_params(lr=lrs[0], random_state=seeds[0])
+    raw = _raw_arrays(X, y)
+    before = set(est.__dict__)
     Xv, yv = est._validate_Xy(X, y, reset=True)
     Y, n_outputs = est._targets(yv, True)
+    fitted = {k: v for k, v in est.__dict__.items() if k not in before}
     template = est._new_network(Xv.shape[1], n_outputs, est._net_dtype(Xv), seeds[0])
     kwargs = est._fit_kwargs(Xv.shape[0], est._max_iter())
     kwargs.pop("lr")
     result = sweep(template, Xv, Y, lr=list(lrs), seed=list(seeds), **kwargs)
-    swept.add(type(est), _group_params(est.get_params(deep=False)), _data_key(Xv, Y), result)
+    swept.add(type(est), _group_params(_own_params(est)), raw, (Xv, Y), result, fitted)

@@ -102,11 +102,8 @@ class SweepResult:
     def network(self, i, backend=None):
         """A trained ``Network`` for configuration i."""
         from .network import Network
-        t = self.template
-        net = Network(t.layers, loss=t.loss, dtype=t.dtype, seed=self.configs[i]["seed"],
-                      backend=backend or t.backend)
-        net.set_params(self.params[i])
-        return net
+        return Network._like(self.template, self.configs[i]["seed"], self.params[i],
+                             backend=backend or None)
 
 
 def sweep(net, X, Y, lr, seed=None, epochs=100, batch_size=None, shuffle=False,

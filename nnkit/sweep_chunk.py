@@ -132,6 +132,16 @@ def sample_orders(seed, e0, e1, n):
     return np.stack([rng.permutation(n) for _ in range(e1 - e0)])
 
 
+def _shared_orders(seeds, e0, e1, n):
+    """(c, e1 - e0, n) int64: ``sample_orders`` of each of ``seeds``, each distinct seed's
+    drawn once (configurations sharing a seed share their orders)."""
+    unique, which = np.unique(np.asarray(seeds, dtype=np.int64), return_inverse=True)
+    if len(unique) == len(which):
+        return np.stack([sample_orders(s, e0, e1, n) for s in seeds])
+    per_seed = np.stack([sample_orders(s, e0, e1, n) for s in unique.tolist()])
+    return per_seed[which.reshape(-1)]
+
+
 # One worker process trains many chunks of the same sweep: its device copy of the data.
 _DATA = {}
 
@@ -182,7 +192,7 @@ def train_chunk(task, X, Y, backend=None):
             [(W[alive], b[alive]) for W, b in params]  # copies; written back below
         orders = None
         if job.batch_size is not None and job.shuffle:
-            orders = np.stack([sample_orders(s, start, stop, n) for s in task.seeds[alive]])
+            orders = _shared_orders(task.seeds[alive], start, stop, n)
         with be.use_path(path):
             block, div = be.train_many(part, job.spec.activations, job.loss, Xd, Yd,
                                        task.rates[alive], job.factors[start:stop],

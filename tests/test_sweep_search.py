@@ -167,3 +167,59 @@ def test_pipeline_ending_in_an_nnkit_estimator(digits, monkeypatch):
     assert counter.calls == 1
     assert [g["swept"] for g in ours.sweep_groups_] == [True, True]
     _assert_same_results(ours, expected)
+
+
+@pytest.mark.parametrize("how", ["ndarray", "digest", "lists", "object_labels"])
+def test_swept_candidates_match_by_content(digits, monkeypatch, how):
+    """A candidate takes its network from the sweep whether its (X, y) are matched as
+    given (plain ndarrays), by a digest (large data), or after validation (lists, object
+    labels); its fitted attributes are those of a plain fit."""
+    import nnkit.sklearn as nsk
+    X, y = digits
+    if how == "digest":
+        monkeypatch.setattr(nsk, "_KEEP_BYTES", 0)
+    elif how == "lists":
+        X, y = X.tolist(), y.tolist()
+    elif how == "object_labels":
+        y = np.array([f"c{v}" for v in y], dtype=object)
+    est = NNKitClassifier(hidden_layer_sizes=(8,), optimizer="sgd", batch_size=50,
+                          max_iter=3, dtype="float64", backend="numpy")
+    grid = {"lr": [0.05, 0.2], "random_state": [0, 2]}
+    expected = GridSearchCV(est, grid, cv=2).fit(X, y)
+    counter = _CountFits(monkeypatch)
+    validated = []
+    real_validate = nsk._sk_validate_data
+
+    def validate(*args, **kwargs):
+        validated.append(1)
+        return real_validate(*args, **kwargs)
+    monkeypatch.setattr(nsk, "_sk_validate_data", validate)
+    ours = SweepSearchCV(est, grid, cv=2).fit(X, y)
+    assert counter.calls == 1  # the refit
+    # 2 sweeps + the refit + the first prediction of each fold; + each candidate's fit
+    # where (X, y) are matched once validated, + each prediction on lists
+    assert len(validated) == 5 + 8 * (how in ("lists", "object_labels")) \
+        + 6 * (how == "lists")
+    _assert_same_results(ours, expected)
+    # one candidate's fit inside the search context equals a plain fit
+    Xa, ya = np.asarray(X), np.asarray(y)
+    train = np.arange(0, len(ya), 2)
+    swept = nsk._SweptNetworks()
+    nsk._sweep_split(swept, est, Xa[train], ya[train], [0.05], [2])
+    token = nsk._SWEPT.set(swept)
+    try:
+        got = NNKitClassifier(**{**est.get_params(), "lr": 0.05, "random_state": 2}).fit(
+            Xa[train], ya[train])
+    finally:
+        nsk._SWEPT.reset(token)
+    assert counter.calls == 1
+    plain = NNKitClassifier(**{**est.get_params(), "lr": 0.05, "random_state": 2}).fit(
+        Xa[train], ya[train])
+    assert sorted(got.__dict__) == sorted(plain.__dict__)
+    assert got.n_features_in_ == plain.n_features_in_
+    np.testing.assert_array_equal(got.classes_, plain.classes_)
+    np.testing.assert_allclose(got.loss_curve_, plain.loss_curve_, rtol=1e-9)
+    for (W, b), (W0, b0) in zip(got.network_.get_params(), plain.network_.get_params()):
+        np.testing.assert_allclose(W, W0, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(b, b0, rtol=1e-9, atol=1e-12)
+    assert got.network_.seed == plain.network_.seed == 2
