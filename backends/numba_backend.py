@@ -6,7 +6,7 @@ with ``nnkit bench``; ``Backend.use_path`` forces one):
 - ``"generated"``: tiny networks (the OR gate, XOR): kernels generated for the exact
   architecture (``_numba_codegen``), a step, a whole full-batch fit or a whole sweep in
   one compiled call;
-- ``"fused"``: small layers (rows x weights <= ``LOOP_MAX_WORK``): the generic fused
+- ``"fused"``: small layers (rows x weights <= ``FUSED_MAX_WORK``): the generic fused
   kernels of ``_numba_kernels`` (any depth; mini-batch and SGD epochs in one call);
 - ``"blas"``: larger layers: a step, or all the epochs of a fit (full batch or
   mini-batches, shuffled or not), in one compiled call (``blas_train_step``,
@@ -38,6 +38,13 @@ _LOSS = LOSS_CODES
 # Above this many (rows x weights) per call the loops lose to BLAS + NumPy ufuncs
 # (measured with `nnkit bench`: digits 64-64-10 at batch 256 is 3.6x slower in loops).
 LOOP_MAX_WORK = 1 << 16
+# A step or epochs call takes the fused loop kernels while rows (the batch) x weights is
+# at most this, else the BLAS kernels (with SciPy; without it, the "blas" path is the
+# reference composition, and LOOP_MAX_WORK decides). Measured with float32/float64, relu
+# CE, tanh MSE, sigmoid squared error, 2-4-1 .. 64-64-10, batches 1-128: loops win
+# below ~300 (batch 1 up to ~600: 32-16-4 1.4 vs 1.8 us a step), BLAS from ~700
+# (8-8-2 at batch 16: 1.15-1.4x; digits 64-32-10 at batch 64: 5x).
+FUSED_MAX_WORK = 1 << 9
 LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (tanh, log1p)
 # Networks up to this size get kernels generated for their exact shape (full-batch fits
 # up to CODEGEN_MAX_ROWS rows, and sweeps), when a call has at least CODEGEN_MIN_WORK
@@ -211,7 +218,8 @@ class NumbaBackend(StackedSweeps, Backend):
 
     def planning_thresholds(self):
         return {"CODEGEN_MAX_WEIGHTS": CODEGEN_MAX_WEIGHTS, "CODEGEN_MAX_ROWS": CODEGEN_MAX_ROWS,
-                "CODEGEN_MIN_WORK": CODEGEN_MIN_WORK, "LOOP_MAX_WORK": LOOP_MAX_WORK}
+                "CODEGEN_MIN_WORK": CODEGEN_MIN_WORK, "LOOP_MAX_WORK": LOOP_MAX_WORK,
+                "FUSED_MAX_WORK": FUSED_MAX_WORK}
 
     def supports(self, path, spec):
         """The generated fit kernel (the "step" and "epochs" calls) trains every loss and
@@ -223,7 +231,8 @@ class NumbaBackend(StackedSweeps, Backend):
     def choose_path(self, call, spec, rows, batch_size, configs, epochs):
         """generated: tiny networks (CODEGEN_*), and only for calls with enough work to
         pay for generating a kernel once; fused: the generic loop kernels while
-        rows x weights <= LOOP_MAX_WORK; blas: larger; sweeps otherwise the engine's."""
+        rows x weights <= FUSED_MAX_WORK (``_fused_wins``); blas: larger; sweeps
+        otherwise the engine's."""
         full = batch_size is None
         tiny = spec.weights <= CODEGEN_MAX_WEIGHTS and self.supports("generated", spec)
         if call == "sweep":  # the generated sweep kernels train plain sgd only
@@ -231,12 +240,12 @@ class NumbaBackend(StackedSweeps, Backend):
         if call == "step":
             if tiny and rows <= CODEGEN_MAX_ROWS:
                 return "generated"
-            return "fused" if rows * spec.weights <= LOOP_MAX_WORK else "blas"
+            return "fused" if _fused_wins(rows, spec.weights) else "blas"
         if call == "epochs":
             if full and tiny and rows <= CODEGEN_MAX_ROWS and epochs * rows >= CODEGEN_MIN_WORK:
                 return "generated"
             rows = rows if full else batch_size
-            return "fused" if rows * spec.weights <= LOOP_MAX_WORK else "blas"
+            return "fused" if _fused_wins(rows, spec.weights) else "blas"
         if (tiny and (not full or rows <= CODEGEN_MAX_ROWS)
                 and configs * epochs * rows >= CODEGEN_MIN_WORK):
             return "generated"
@@ -374,8 +383,8 @@ class NumbaBackend(StackedSweeps, Backend):
             if update is not None:
                 state.set_optimizer(update.state(self, state.params))
             start = [(W.copy(), b.copy()) for W, b in state.params]
-            path = "blas" if (n if batch_size is None else batch_size) * state.spec.weights \
-                > LOOP_MAX_WORK else "fused"
+            path = ("fused" if _fused_wins(n if batch_size is None else batch_size,
+                                           state.spec.weights) else "blas")
             with np.errstate(over="ignore", invalid="ignore"):
                 got = getattr(self, "_epochs_" + path)(
                     state, X, Y, float(lrs[c]) * factors, batch_size,
@@ -460,6 +469,11 @@ def _blas_in_numba():
     except ImportError:
         return False
     return True
+
+
+def _fused_wins(rows, weights):
+    """True where the fused loop kernels beat the "blas" path for batches of ``rows``."""
+    return rows * weights <= (FUSED_MAX_WORK if _blas_in_numba() else LOOP_MAX_WORK)
 
 
 def _contiguous(a):
