@@ -486,6 +486,18 @@ class NNKitClassifier(ClassifierMixin, _NNKitEstimator):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of ``predict(X)`` against ``y`` (``ClassifierMixin.score``'s
+        value; for 1-D label arrays computed directly, without scikit-learn's target-type
+        checks, which cost more than a small network's prediction in a grid search)."""
+        if (sample_weight is None and isinstance(y, np.ndarray) and y.ndim == 1
+                and y.dtype.kind in "biuUS"
+                and y.dtype.kind == getattr(self, "classes_", y).dtype.kind):
+            pred = self.predict(X)
+            if pred.shape == y.shape:
+                return float(np.mean(pred == y))
+        return super().score(X, y, sample_weight=sample_weight)
+
 
 class NNKitRegressor(RegressorMixin, _NNKitEstimator):
     __doc__ = """A multi-layer perceptron regressor trained by nnkit.

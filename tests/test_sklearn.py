@@ -298,3 +298,21 @@ def test_unpickle_where_the_backend_cannot_run(blobs, monkeypatch):
 def test_unfitted_estimator_pickles():
     clf = pickle.loads(pickle.dumps(NNKitClassifier(hidden_layer_sizes=(3,), backend="numpy")))
     assert clf.hidden_layer_sizes == (3,) and not hasattr(clf, "network_")
+
+
+def test_classifier_score_is_accuracy_score():
+    """score's direct path (1-D label arrays) gives accuracy_score's value; other targets
+    go through ClassifierMixin.score (scikit-learn's checks and errors)."""
+    from sklearn.datasets import load_digits
+    from sklearn.metrics import accuracy_score
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300] / 16, y[:300]
+    for labels in (y, y.astype(np.int32), np.array(["odd", "even"])[y % 2], y % 2 == 0):
+        clf = NNKitClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0,
+                              backend="numpy").fit(X, labels)
+        assert clf.score(X, labels) == accuracy_score(labels, clf.predict(X))
+        weights = np.linspace(0.1, 1, len(labels))
+        assert clf.score(X, labels, sample_weight=weights) == pytest.approx(
+            accuracy_score(labels, clf.predict(X), sample_weight=weights))
+    with pytest.raises(ValueError):
+        clf.score(X, np.linspace(0, 1, len(y)))  # continuous targets: scikit-learn's error
