@@ -85,7 +85,10 @@ def test_set_params_rejects_bad_params(net, params, exc, match):
 
 @pytest.mark.parametrize("make,exc,match", [
     (lambda: nnkit.Dense(0, 2), ValueError, "n_in: expected an integer >= 1, got 0"),
-    (lambda: nnkit.Dense(2, 1, "softmax"), ValueError, "activation: expected one of"),
+    (lambda: nnkit.Dense(2, 1, "softplus"), ValueError, "activation: expected one of"),
+    (lambda: nnkit.Network([nnkit.Dense(2, 2, "softmax"), nnkit.Dense(2, 2, "softmax")],
+                           loss="categorical_crossentropy"), ValueError,
+     "layers: softmax is for the output layer only"),
     (lambda: nnkit.Network([]), TypeError, "layers: expected a non-empty list"),
     (lambda: nnkit.Network([nnkit.Dense(2, 3), nnkit.Dense(4, 1)]), ValueError,
      "layers: layer 1 expects 4 inputs but layer 0 gives 3 outputs"),
