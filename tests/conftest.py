@@ -20,6 +20,21 @@ BACKENDS = nnkit.available_backends()
 CPU_BACKENDS = [b for b in BACKENDS if nnkit.get_backend(b).device() == "cpu"]
 
 
+@pytest.fixture
+def make_backend(monkeypatch):
+    """``make(name)``: the backend ``name``; "cupy-emulated" is the cupy backend on the
+    CPU stand-in (tests/fake_cupy.py), for this test only."""
+    def make(name):
+        if name != "cupy-emulated":
+            return nnkit.get_backend(name)
+        import fake_cupy
+        from nnkit import backends as registry
+        monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_module())
+        monkeypatch.setattr(registry, "_instances", {})
+        return nnkit.get_backend("cupy")
+    return make
+
+
 def _gpu_reason():
     ok, why = backend_status("cupy")
     return None if ok else f"no usable GPU: {why.splitlines()[0] if why else 'cupy unusable'}"

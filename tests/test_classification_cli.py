@@ -14,6 +14,8 @@ from nnkit import cli, datasets
 from nnkit.bench import WORKLOADS, QUICK, peers
 from nnkit.bench.workloads import blobs
 
+from test_cli_errors import error_line, run
+
 CLF = ("digits-adam", "mnist-adam")
 
 
@@ -43,21 +45,6 @@ def fake_digits(monkeypatch):
     bunch = types.SimpleNamespace(data=data, target=np.arange(n) % 10)
     monkeypatch.setattr(sklearn.datasets, "load_digits", lambda: bunch)
     return n
-
-
-def run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def error_line(capsys, *argv, code=2):
-    got, _, err = run(capsys, *argv)
-    lines = err.splitlines()
-    assert got == code, err
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"nnkit {argv[0]}: error: "), err
-    return lines[0]
 
 
 def _value(out, label):

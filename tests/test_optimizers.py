@@ -4,7 +4,6 @@ the documented torch.optim formulas); optimizer state across fit / save / load; 
 sweeps; hypothesis properties of single updates on a one-layer linear net whose gradient
 the test chooses."""
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -103,18 +102,6 @@ def _pairs(call):
 FIT_PAIRS = _pairs("epochs")
 SWEEP_PAIRS = _pairs("sweep")
 STATE_BACKENDS = BACKENDS + (["cupy-emulated"] if CUPY_EMULATED else [])
-
-
-@pytest.fixture
-def make_backend(monkeypatch):
-    def make(name):
-        if name != "cupy-emulated":
-            return get_backend(name)
-        from nnkit import backends as registry
-        monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_module())
-        monkeypatch.setattr(registry, "_instances", {})
-        return get_backend("cupy")
-    return make
 
 
 def forced(be, path, fn):

@@ -2,7 +2,6 @@
 ``Backend.use_path``, checked to be the one that ran, and compared in float64 with the
 NumPy backend's plain reference path (one configuration at a time for sweeps).
 Where cupy is not usable, the cupy backend runs through the CPU stand-in."""
-import sys
 
 import numpy as np
 import pytest
@@ -23,18 +22,6 @@ def _pairs():
         from nnkit.backends.cupy_backend import CupyBackend
         pairs += [("cupy-emulated", p) for p in CupyBackend.paths]
     return pairs
-
-
-@pytest.fixture
-def make_backend(monkeypatch):
-    def make(name):
-        if name != "cupy-emulated":
-            return get_backend(name)
-        from nnkit import backends as registry
-        monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_module())
-        monkeypatch.setattr(registry, "_instances", {})
-        return get_backend("cupy")
-    return make
 
 
 # Shared with warm_kernels.py, which compiles their generated kernels ahead of the tests.
