@@ -42,15 +42,13 @@ class StackedSweeps:
 
     @staticmethod
     def sweep_path(batch_size, spec=None):
-        """The engine's path for a sweep: "stacked" for full batches of plain sgd,
-        "grouped" for its mini-batches (networks of two or more layers), else "batched"
-        (any batch size, update rule and L2)."""
+        """The engine's path for a sweep: "stacked" for full batches of plain sgd, else
+        "batched" (any batch size, update rule and L2). "grouped" is not planned: on CPUs
+        it measured no faster than "batched" with one BLAS thread and far slower with
+        OpenBLAS's threads on a busy machine (README, issue 15's benchmark); on GPUs it
+        is unmeasured."""
         plain = spec is None or spec.plain
-        if not plain:
-            return "batched"
-        if batch_size is None:
-            return "stacked"
-        return "grouped" if spec is None or len(spec.sizes) > 2 else "batched"
+        return "stacked" if batch_size is None and plain else "batched"
 
     def supports(self, path, spec):
         if path == "stacked":
