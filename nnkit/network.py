@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
+import sys
 import threading
 import time
 
@@ -205,7 +207,14 @@ class Network:
         """Copies of the parameters and the optimizer state (its arrays and step count)."""
         opt = self._state.opt
         return ([(W.copy(), b.copy()) for W, b in self._state.params],
-                [a.copy() for a in opt.arrays()], opt.t.copy())
+                [a.copy() for a in self._opt_arrays(opt)], opt.t.copy())
+
+    def _opt_arrays(self, opt):
+        """``opt.arrays()``, kept per state object (its slot arrays are never replaced)."""
+        cached = self.__dict__.get("_opt_arrays_of")
+        if cached is None or cached[0] is not opt:
+            cached = self._opt_arrays_of = (opt, opt.arrays())
+        return cached[1]
 
     def _restore(self, snapshot):
         xp = self.backend.xp
@@ -214,14 +223,16 @@ class Network:
             xp.copyto(W, W0)
             xp.copyto(b, b0)
         opt = self._state.opt
-        for a, a0 in zip(opt.arrays(), slots):
+        for a, a0 in zip(self._opt_arrays(opt), slots):
             xp.copyto(a, a0)
         opt.t[...] = t
 
     def _params_finite(self):
-        xp = self.backend.xp
-        return all(bool(xp.isfinite(W).all()) and bool(xp.isfinite(b).all())
-                   for W, b in self._state.params)
+        isfinite = self.backend.xp.isfinite
+        for W, b in self._state.params:
+            if not (bool(isfinite(W).all()) and bool(isfinite(b).all())):
+                return False
+        return True
 
     def to(self, backend):
         """A copy of this network (same parameters) on another backend."""
@@ -393,8 +404,8 @@ class Network:
         """
         epochs = check_epochs(epochs)
         lr = check_positive_float("lr", lr)
-        l2 = check_l2(l2)
-        get_optimizer(optimizer)  # checked before anything changes
+        l2 = l2 if type(l2) is float and 0.0 <= l2 < math.inf else check_l2(l2)
+        optimizer = get_optimizer(optimizer)  # checked before anything changes
         if batch_size is not None:
             batch_size = check_positive_int("batch_size", batch_size)
         schedule = get_schedule(lr_schedule)
@@ -445,7 +456,9 @@ class Network:
         # One path for the whole run (slices of other lengths would plan other kernels).
         path = self.backend.plan("epochs", self.spec, n, batch_size, 1, epochs)
         try:
-            with _stop_on_ctrl_c(slicer.estimate(epochs) > 0.05), \
+            # A run too short to be worth a SIGINT handler does not enter _stop_on_ctrl_c.
+            with (_stop_on_ctrl_c() if slicer.estimate(epochs) > 0.05
+                  else contextlib.nullcontext()), \
                     self.backend.use_path(path, record=False):
                 while done < epochs:
                     k = slicer.next_chunk(epochs - done)
@@ -503,11 +516,12 @@ class Network:
             with np.errstate(over="ignore", invalid="ignore"):
                 losses = self.backend.train_epochs(self._state, X, Y, lrs, batch_size, orders)
             finite = np.isfinite(losses)
-            if not finite.all() and STOP_REQUESTED.is_set() and self._params_finite():
+            all_finite = bool(finite.all())
+            if not all_finite and STOP_REQUESTED.is_set() and self._params_finite():
                 k = int(np.argmin(finite))  # Ctrl-C: a Python loop stopped after k epochs
                 hist.extend(losses[:k], lrs[:k])
                 return snapshot, lrs[:k], None if orders is None else orders[:k]
-            if finite.all() and self._params_finite():
+            if all_finite and self._params_finite():
                 hist.extend(losses, lrs)
                 return snapshot, lrs, orders
         except KeyboardInterrupt:
@@ -619,9 +633,8 @@ class _Slicer:
 
 def _progress_bar(progress, total, initial=0):
     """A tqdm bar when asked (True), or when None and stdout is a terminal."""
-    import sys
     if progress is None:
-        progress = sys.stdout.isatty() and total >= 1000
+        progress = total >= 1000 and sys.stdout.isatty()
     if not progress:
         return None
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import decimal
+import math
 import numbers
 
 import numpy as np
@@ -30,6 +31,8 @@ def check_choice(arg, value, choices):
 
 def check_positive_int(arg, value, minimum=1, maximum=None):
     """``value`` as an int in [minimum, maximum]; ValueError naming ``arg`` otherwise."""
+    if type(value) is int and value >= minimum and (maximum is None or value <= maximum):
+        return value  # the common case, without the checks below
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum \
             or (maximum is not None and value > maximum):
         bound = f">= {minimum}" + ("" if maximum is None else f" and <= {maximum:,}")
@@ -58,6 +61,8 @@ def _as_float(value):
 def check_real(arg, value, minimum=None):
     """``value`` as a finite float (Fraction, Decimal and NumPy scalars are numbers too;
     bool and str are not); >= minimum if given."""
+    if type(value) is float and math.isfinite(value) and (minimum is None or value >= minimum):
+        return value  # the common case, without the checks below
     if not _is_real(value):
         raise TypeError(f"{arg}: expected a real number, got {type(value).__name__} {value!r}")
     x = _as_float(value)
@@ -69,6 +74,8 @@ def check_real(arg, value, minimum=None):
 
 def check_positive_float(arg, value):
     """``value`` as a finite float > 0 (ValueError naming ``arg`` otherwise)."""
+    if type(value) is float and 0.0 < value < math.inf:
+        return value  # the common case, without the checks below
     if not _is_real(value):
         raise ValueError(f"{arg}: expected a finite number > 0, got {value!r}")
     x = _as_float(value)
@@ -83,6 +90,12 @@ def as_host_2d(arg, x, n_cols, backend, dtype, allow_1d_column=False):
     ``x`` may be a NumPy array (or nested list), or an array of ``backend``
     (used without a host copy). Checks: numeric, 2-D (n, n_cols), not empty, finite.
     """
+    if type(x) is np.ndarray and x.ndim == 2 and x.shape[1] == n_cols and x.shape[0] \
+            and x.dtype == dtype and backend.xp is np and backend.is_own_array(x):
+        # The common case (a host array of the backend, already in ``dtype``): the checks
+        # below reduce to the finiteness one, and the conversion cannot overflow.
+        if x.dtype.kind == "f" and bool(np.isfinite(x).all()):
+            return backend.asarray(x, dtype=dtype)
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(f"{arg}: masked arrays are not supported (their masked entries would "
                         "be used as numbers); fill them (x.filled(value)) or drop those rows")
