@@ -63,6 +63,7 @@ class Adam:
         object.__setattr__(self, "eps", _real("eps", self.eps, 0.0, math.inf, lo_open=True))
 
     def settings(self, l2=0.0) -> UpdateSettings:
+        """The backend's description of this update rule with L2 coefficient ``l2``."""
         return UpdateSettings("adam", (self.beta1, self.beta2, self.eps), float(l2))
 
 

@@ -478,6 +478,7 @@ class NNKitClassifier(ClassifierMixin, _NNKitEstimator):
         return self._output(X)
 
     def predict_log_proba(self, X):
+        """Natural log of ``predict_proba`` (n, n_classes)."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
