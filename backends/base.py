@@ -97,6 +97,8 @@ class OptimizerState:
             return backend.zeros(a.shape if i < k else (0,) * a.ndim, a.dtype)
         self.s1 = [(slot(0, W), slot(0, b)) for W, b in params]
         self.s2 = [(slot(1, W), slot(1, b)) for W, b in params]
+        # the slots the rule keeps, made once (they are updated in place, never replaced)
+        self._arrays = [a for pairs in (self.s1, self.s2)[:k] for pair in pairs for a in pair]
 
     @property
     def l2(self) -> float:
@@ -108,9 +110,9 @@ class OptimizerState:
         return self.rule == "sgd" and self.hyper[3] == 0.0
 
     def arrays(self) -> list:
-        """Every state array (slots that exist), in a fixed order."""
-        return [a for pairs in (self.s1, self.s2) for pair in pairs for a in pair
-                if a.size or not any(d == 0 for d in a.shape)]
+        """Every state array the rule keeps (not the zero-size placeholders), in a fixed
+        order: s1's (W, b) per layer, then s2's."""
+        return self._arrays
 
     def bias_corrections(self, t):
         """Adam's ``(1 - beta1**t, sqrt(1 - beta2**t))`` at update t (1, 2, ...)."""

@@ -207,14 +207,7 @@ class Network:
         """Copies of the parameters and the optimizer state (its arrays and step count)."""
         opt = self._state.opt
         return ([(W.copy(), b.copy()) for W, b in self._state.params],
-                [a.copy() for a in self._opt_arrays(opt)], opt.t.copy())
-
-    def _opt_arrays(self, opt):
-        """``opt.arrays()``, kept per state object (its slot arrays are never replaced)."""
-        cached = self.__dict__.get("_opt_arrays_of")
-        if cached is None or cached[0] is not opt:
-            cached = self._opt_arrays_of = (opt, opt.arrays())
-        return cached[1]
+                [a.copy() for a in opt.arrays()], opt.t.copy())
 
     def _restore(self, snapshot):
         xp = self.backend.xp
@@ -223,7 +216,7 @@ class Network:
             xp.copyto(W, W0)
             xp.copyto(b, b0)
         opt = self._state.opt
-        for a, a0 in zip(self._opt_arrays(opt), slots):
+        for a, a0 in zip(opt.arrays(), slots):
             xp.copyto(a, a0)
         opt.t[...] = t
 
