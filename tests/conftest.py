@@ -35,6 +35,17 @@ def make_backend(monkeypatch):
     return make
 
 
+def forced(be, path, fn):
+    """Run fn() with ``path`` forced; assert that it, and only it, ran for its calls."""
+    with be.use_path(path) as record:
+        out = fn()
+    calls = {c for c, _ in record.ran}
+    assert calls, "nothing ran"
+    for call in calls & set(be.paths[path]):
+        assert record.paths(call) == {path}, record.ran
+    return out
+
+
 def _gpu_reason():
     ok, why = backend_status("cupy")
     return None if ok else f"no usable GPU: {why.splitlines()[0] if why else 'cupy unusable'}"

@@ -15,7 +15,7 @@ import nnkit
 import optim_reference as ref
 from nnkit.backends import get_backend
 
-from conftest import BACKENDS
+from conftest import BACKENDS, forced
 
 CUPY_EMULATED = "cupy" not in BACKENDS and fake_cupy.compiler_available()
 
@@ -102,17 +102,6 @@ def _pairs(call):
 FIT_PAIRS = _pairs("epochs")
 SWEEP_PAIRS = _pairs("sweep")
 STATE_BACKENDS = BACKENDS + (["cupy-emulated"] if CUPY_EMULATED else [])
-
-
-def forced(be, path, fn):
-    """Run fn() with ``path`` forced; assert that it, and only it, ran for its calls."""
-    with be.use_path(path) as record:
-        out = fn()
-    calls = {c for c, _ in record.ran}
-    assert calls, "nothing ran"
-    for call in calls & set(be.paths[path]):
-        assert record.paths(call) == {path}, record.ran
-    return out
 
 
 # ================================================================ the reference

@@ -10,7 +10,7 @@ import fake_cupy
 import nnkit
 from nnkit.backends import backend_status, get_backend
 
-from conftest import BACKENDS
+from conftest import BACKENDS, forced
 from warm_kernels import PATH_ARCHS, PATH_ROWS
 
 CUPY_EMULATED = "cupy" not in BACKENDS and fake_cupy.compiler_available()
@@ -47,17 +47,6 @@ def params_close(net, ref):
     for (W, b), (rW, rb) in zip(net.get_params(), ref.get_params()):
         close(W, rW)
         close(b, rb)
-
-
-def forced(be, path, fn):
-    """Run fn() with ``path`` forced; assert that it, and only it, ran for its calls."""
-    with be.use_path(path) as record:
-        out = fn()
-    calls = {c for c, _ in record.ran}
-    assert calls, "nothing ran"
-    for call in calls & set(be.paths[path]):
-        assert record.paths(call) == {path}, record.ran
-    return out
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=["3-4-2-mse", "2-3-1-bce"])
