@@ -20,7 +20,6 @@ lives in ``_numba_kernels.py`` itself; a test fails while it is stale).
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import sys
@@ -441,12 +440,6 @@ def render_numba_kernels(write=False):
             fh.write(text.replace(current, wanted))
         return True
     return False
-
-
-def table_hash():
-    """A short hash of this file (the table), for generated sources' cache keys."""
-    with open(os.path.abspath(__file__), "rb") as fh:
-        return hashlib.sha1(fh.read()).hexdigest()[:12]
 
 
 if __name__ == "__main__":
