@@ -114,10 +114,15 @@ class OptimizerState:
         order: s1's (W, b) per layer, then s2's."""
         return self._arrays
 
-    def bias_corrections(self, t):
-        """Adam's ``(1 - beta1**t, sqrt(1 - beta2**t))`` at update t (1, 2, ...)."""
-        h1, h2 = float(self.hyper[0]), float(self.hyper[1])
-        return 1.0 - h1 ** t, (1.0 - h2 ** t) ** 0.5
+    def advance(self) -> dict:
+        """Count one update (``t += 1``) and return the scalars the rule reads at it:
+        h1, h2, h3, and Adam's bias corrections c1 = 1 - beta1**t, c2 = sqrt(1 - beta2**t)
+        (host floats: array code and kernel launches take them without a sync)."""
+        self.t[0] += 1
+        t = int(self.t[0])
+        h1, h2, h3 = (float(h) for h in self.hyper[:3])
+        return {"h1": h1, "h2": h2, "h3": h3, "c1": 1.0 - h1 ** t,
+                "c2": (1.0 - h2 ** t) ** 0.5}
 
 
 Array = Any  # the backend's own array type (numpy.ndarray, cupy.ndarray, ...)
@@ -495,7 +500,7 @@ class Backend:
         the L2 term (l2/2) sum ||W||^2 of the weights before the update (0.0 without
         L2), as a 0-d backend value: the step adds it to the loss it reports. ``lr`` may
         be an array broadcasting against the parameters (sweeps: (C, 1, 1))."""
-        opt.t[0] += 1
+        scalars = opt.advance()
         if opt.plain:
             self.sgd_update(params, grads, lr)
             return 0.0
@@ -505,11 +510,9 @@ class Backend:
             for (W, _), (dW, _) in zip(params, grads):
                 dW += l2 * W
         update = self._update_function(opt.rule)
-        c1, c2 = opt.bias_corrections(int(opt.t[0]))
-        h1, h2, h3 = (float(h) for h in opt.hyper[:3])
         for (W, b), (dW, db), (s1W, s1b), (s2W, s2b) in zip(params, grads, opt.s1, opt.s2):
-            update(W, dW, s1W, s2W, lr, h1, h2, h3, c1, c2)
-            update(b, db, s1b, s2b, lr, h1, h2, h3, c1, c2)
+            update(W, dW, s1W, s2W, lr, **scalars)
+            update(b, db, s1b, s2b, lr, **scalars)
         return penalty
 
     def l2_penalty(self, params: list, l2: float):

@@ -185,12 +185,9 @@ class CupyBackend(StackedSweeps, Backend):
         if opt.plain or not np.isscalar(lr) or any(W.ndim != 2 for W, _ in params):
             return super().apply_update(params, grads, opt, lr)
         from ._cuda_codegen import update_scalars
-        opt.t[0] += 1
         l2 = opt.l2
         penalty = self.l2_penalty(params, l2)
-        c1, c2 = opt.bias_corrections(int(opt.t[0]))
-        h1, h2, h3 = (float(h) for h in opt.hyper[:3])
-        values = {"lr": float(lr), "h1": h1, "h2": h2, "h3": h3, "c1": c1, "c2": c2}
+        values = {"lr": float(lr), **opt.advance()}
         scalars = [values[s] for s in update_scalars(opt.rule)]
         kernel = self._kernel("nnkit_update_" + opt.rule)
         k = UPDATE_MATH[opt.rule].slots  # the kernel's slot outputs
