@@ -846,3 +846,12 @@ def many_step(P, dP, steps, diverged):
             for k in range(P.shape[1]):
                 for j in range(P.shape[2]):
                     P[c, k, j] = update_sgd(P[c, k, j], dP[c, k, j], step)
+
+
+@njit(cache=True)
+def all_finite(a):
+    """Whether every element of ``a`` (any shape and layout) is finite."""
+    for x in a.flat:
+        if not np.isfinite(x):
+            return False
+    return True

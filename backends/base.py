@@ -165,6 +165,7 @@ class TrainState:
         self.dtype = params[0][0].dtype
         self.spec = ModelSpec.of(self.params, self.activations, loss)
         self.steps = {}  # batch rows -> the backend's prepared step (Backend.train_step)
+        self.runs = {}  # (path, rows, batch_size) -> prepared epochs (Backend.prepare_epochs)
         self._buffers = {}
         self.opt = OptimizerState(backend, self.params)
 
@@ -174,8 +175,19 @@ class TrainState:
         self.spec = ModelSpec.of(self.params, self.activations, self.loss, opt.rule,
                                  opt.l2 != 0.0)
         self.steps = {}
+        self.runs = {}
         for buf in self._buffers.values():
             buf.cache.clear()
+
+    def runner(self, path, rows, batch_size):
+        """The backend's ``epochs_runner`` for ``path`` on ``rows`` samples in batches of
+        ``batch_size`` (None: full batch), made once per optimizer (see
+        ``Backend.prepare_epochs``)."""
+        key = (path, rows, batch_size)
+        run = self.runs.get(key)
+        if run is None:
+            run = self.runs[key] = self.backend.epochs_runner(path, self, rows, batch_size)
+        return run
 
     def buffers(self, n):
         """Buffers for a batch of ``n`` rows, allocated once per batch size."""
@@ -585,10 +597,36 @@ class Backend:
         Returns per-epoch mean losses, shape (epochs,), as a NumPy float64 array.
         Stops after the first epoch whose loss is not finite; later entries are NaN.
         """
-        n = X.shape[0]
-        batch_size = None if batch_size is None or batch_size >= n else int(batch_size)
-        path = self._dispatch("epochs", state.spec, n, batch_size, 1, len(lrs))
-        return getattr(self, "_epochs_" + path)(state, X, Y, lrs, batch_size, orders)
+        return self.prepare_epochs(state, X.shape[0], batch_size, len(lrs))(X, Y, lrs, orders)
+
+    def prepare_epochs(self, state: TrainState, rows: int, batch_size: int | None = None,
+                       epochs: int = 1):
+        """``train_epochs`` planned once: a callable ``run(X, Y, lrs, orders=None) ->
+        losses`` for ``rows`` samples of ``state`` in batches of ``batch_size``, bound to
+        the path planned for ``epochs`` epochs and kept on the state, so
+        a loop of calls (``fit``'s slices) plans, checks and builds kernel arguments
+        once. The path is planned (and recorded for ``use_path``) at every call."""
+        batch_size = None if batch_size is None or batch_size >= rows else int(batch_size)
+        return state.runner(self._dispatch("epochs", state.spec, rows, batch_size, 1, epochs),
+                            rows, batch_size)
+
+    def epochs_runner(self, path: str, state: TrainState, rows: int, batch_size):
+        """``prepare_epochs``' callable for ``path`` (called once per state, path and
+        size): by default the method ``_epochs_<path>``, run with NumPy's overflow
+        warnings off (a diverging run is reported by its losses). A backend may return
+        a closure over prepared kernel arguments instead."""
+        if batch_size is not None and batch_size >= rows:
+            batch_size = None
+        method = getattr(self, "_epochs_" + path)
+
+        def run(X, Y, lrs, orders=None):
+            with numpy.errstate(over="ignore", invalid="ignore"):
+                return method(state, X, Y, lrs, batch_size, orders)
+        return run
+
+    def all_finite(self, x: Array) -> bool:
+        """Whether every element of the backend array ``x`` is finite (no NaN, no inf)."""
+        return bool(self.xp.isfinite(x).all())
 
     def train_many(self, params: list, activations, loss: str, X: Array, Y: Array, lrs,
                    factors, batch_size: int | None = None, orders=None,

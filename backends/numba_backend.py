@@ -287,23 +287,28 @@ class NumbaBackend(StackedSweeps, Backend):
         return np.float64(self.k.blas_train_step(X, Y, X.shape[0], Ws, bs, acts, loss,
                                                  float(lr), As, Gs, dWs, dbs, opt))
 
+    def epochs_runner(self, path, state, rows, batch_size):
+        """generated, fused, blas: a closure over the kernel and its arguments, built
+        once per state and size (the kernels raise no overflow warnings: the losses
+        report a divergence)."""
+        if batch_size is not None and batch_size >= rows:
+            batch_size = None
+        if path == "generated":
+            return self._generated_epochs(state, rows, batch_size)
+        if path == "fused":
+            return self._epochs_kernel(self.k.train_epochs, state, rows, batch_size)
+        if path == "blas":
+            if not _blas_in_numba():
+                return super().epochs_runner(path, state, rows, batch_size)
+            return self._epochs_kernel(self.k.blas_train_epochs, state, rows, batch_size,
+                                       contiguous=True)
+        return super().epochs_runner(path, state, rows, batch_size)
+
     def _epochs_generated(self, state, X, Y, lrs, batch_size, orders):
-        if batch_size is not None:
-            raise ValueError("the generated epochs path trains full batches only")
-        cache = state.buffers(X.shape[0]).cache  # cleared when the optimizer changes
-        opt = state.opt  # the key also follows the rule and L2 (written into the kernel)
-        key = ("fit_kernel", id(opt), opt.rule, opt.hyper[3] != 0.0)
-        prepared = cache.get(key)
-        if prepared is None:
-            prepared = cache[key] = (_fit_kernel(state, X.shape[0]), _fit_args(state))
-        kernel, args = prepared
-        losses = np.full(len(lrs), np.nan)
-        kernel(X, Y, *args, np.ascontiguousarray(lrs, dtype=np.float64), losses)
-        return losses
+        return state.runner("generated", X.shape[0], batch_size)(X, Y, lrs, orders)
 
     def _epochs_fused(self, state, X, Y, lrs, batch_size, orders):
-        return self._epochs_kernel(self.k.train_epochs, state, X, Y, lrs, batch_size,
-                                   orders)
+        return state.runner("fused", X.shape[0], batch_size)(X, Y, lrs, orders)
 
     def _epochs_blas(self, state, X, Y, lrs, batch_size, orders):
         """Every epoch in one compiled call (``blas_train_epochs``), as ``_epochs_fused``
@@ -311,28 +316,47 @@ class NumbaBackend(StackedSweeps, Backend):
         if not _blas_in_numba():
             return self._epochs_by_steps(self._step_blas, state, X, Y, lrs, batch_size,
                                          orders)
-        return self._epochs_kernel(self.k.blas_train_epochs, state, _contiguous(X),
-                                   _contiguous(Y), lrs, batch_size, orders)
+        return state.runner("blas", X.shape[0], batch_size)(X, Y, lrs, orders)
 
-    def _epochs_kernel(self, kernel, state, X, Y, lrs, batch_size, orders):
-        """Run ``kernel`` (``train_epochs``' signature) over all of ``lrs``' epochs."""
-        n = X.shape[0]
-        bsz = n if batch_size is None else batch_size
+    def _generated_epochs(self, state, rows, batch_size):
+        """``epochs_runner`` of the generated fit kernel (full batches of ``rows``)."""
+        if batch_size is not None:
+            raise ValueError("the generated epochs path trains full batches only")
+        kernel, args = _fit_kernel(state, rows), _fit_args(state)
+
+        def run(X, Y, lrs, orders=None):
+            losses = _nans(len(lrs))
+            kernel(X, Y, *args, _float64s(lrs), losses)
+            return losses
+        return run
+
+    def _epochs_kernel(self, kernel, state, rows, batch_size, contiguous=False):
+        """``epochs_runner`` of ``kernel`` (``train_epochs``' signature), which runs all
+        of ``lrs``' epochs in one call; ``contiguous``: X and Y made C-contiguous."""
+        bsz = rows if batch_size is None else batch_size
         buf = state.buffers(bsz)
         Ws, bs, acts, loss, As, Gs, dWs, dbs, opt = self._fused_args(state, buf)
-        use_order = orders is not None and bsz < n
-        orders = (np.ascontiguousarray(orders, dtype=np.int64) if use_order
-                  else np.empty((0, 0), dtype=np.int64))
-        lrs = np.ascontiguousarray(lrs, dtype=np.float64)
-        losses = np.full(len(lrs), np.nan)
-        kernel(X, Y, Ws, bs, acts, loss, lrs, bsz, orders, use_order, buf.Xb, buf.Yb, As, Gs,
-               dWs, dbs, losses, opt)
-        return losses
+        in_order = np.empty((0, 0), dtype=np.int64)
+
+        def run(X, Y, lrs, orders=None):
+            use_order = orders is not None and bsz < rows
+            orders = np.ascontiguousarray(orders, dtype=np.int64) if use_order else in_order
+            if contiguous:
+                X, Y = _contiguous(X), _contiguous(Y)
+            losses = _nans(len(lrs))
+            kernel(X, Y, Ws, bs, acts, loss, _float64s(lrs), bsz, orders, use_order, buf.Xb,
+                   buf.Yb, As, Gs, dWs, dbs, losses, opt)
+            return losses
+        return run
+
+    def all_finite(self, x):
+        return bool(self.k.all_finite(x))
 
     def _sweep_generated(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                          orders, update=None):
         """Full batch: blocks of configurations innermost in one generated kernel;
-        mini-batch: the generated mini-batch loop per configuration, prange over them.
+        mini-batch: the generated mini-batch loop per configuration. Either way the threads
+        take the next block (configuration) while any is left (``_workers``).
         Plain sgd only (``update`` None)."""
         if update is not None:
             raise ValueError(
@@ -494,6 +518,18 @@ def _loss(name):
         return _LOSS[name]
     except KeyError:
         raise ValueError(f"loss: expected one of {tuple(_LOSS)}, got {name!r}") from None
+
+
+def _nans(k):
+    """A float64 array of k NaNs (half the cost of np.full on tiny ones)."""
+    out = np.empty(k)
+    out.fill(np.nan)
+    return out
+
+
+def _float64s(x):
+    """``x`` as a C-contiguous float64 array (no copy when it is one)."""
+    return np.ascontiguousarray(x, dtype=np.float64)
 
 
 def _fit_kernel(state, n):

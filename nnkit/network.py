@@ -76,8 +76,7 @@ class Network:
                         "categorical_crossentropy": "softmax"}.get(self.loss)
         if self._output:
             acts[-1] = "linear"
-        params = [(self.backend.asarray(W, self.dtype), self.backend.asarray(b, self.dtype))
-                  for W, b in host]
+        self._flat, params = _flat_params(self.backend, self.dtype, host)
         self._state = TrainState(self.backend, params, acts, self.loss)
         self._optimizer = None  # the optimizer whose state _state.opt holds (None: plain)
 
@@ -96,10 +95,8 @@ class Network:
         net.backend = template.backend if backend is None else get_backend(backend)
         net._shuffle_rng = np.random.default_rng([net.seed, 1])
         net._output = template._output
-        be, dtype = net.backend, net.dtype
-        own = [(be.asarray(np.array(W, dtype=dtype)), be.asarray(np.array(b, dtype=dtype)))
-               for W, b in params]
-        net._state = TrainState(be, own, template._state.activations, net.loss)
+        net._flat, own = _flat_params(net.backend, net.dtype, params)
+        net._state = TrainState(net.backend, own, template._state.activations, net.loss)
         net._optimizer = None
         return net
 
@@ -206,26 +203,19 @@ class Network:
     def _snapshot(self):
         """Copies of the parameters and the optimizer state (its arrays and step count)."""
         opt = self._state.opt
-        return ([(W.copy(), b.copy()) for W, b in self._state.params],
-                [a.copy() for a in opt.arrays()], opt.t.copy())
+        return self._flat.copy(), [a.copy() for a in opt.arrays()], int(opt.t[0])
 
     def _restore(self, snapshot):
         xp = self.backend.xp
-        params, slots, t = snapshot
-        for (W, b), (W0, b0) in zip(self._state.params, params):
-            xp.copyto(W, W0)
-            xp.copyto(b, b0)
+        flat, slots, t = snapshot
+        xp.copyto(self._flat, flat)
         opt = self._state.opt
         for a, a0 in zip(opt.arrays(), slots):
             xp.copyto(a, a0)
         opt.t[...] = t
 
     def _params_finite(self):
-        isfinite = self.backend.xp.isfinite
-        for W, b in self._state.params:
-            if not (bool(isfinite(W).all()) and bool(isfinite(b).all())):
-                return False
-        return True
+        return self.backend.all_finite(self._flat)
 
     def to(self, backend):
         """A copy of this network (same parameters) on another backend."""
@@ -445,29 +435,29 @@ class Network:
         best = (np.inf, None, None)  # (monitored loss, epoch, params)
         wait = 0
         slicer = _Slicer(self.spec, n, epochs, batch_size, per_epoch, bar is not None)
-        previous = None  # the last chunk run: (its start snapshot, lrs, orders)
+        previous = None  # the last chunk run: (its start snapshot, lrs, orders, last loss)
         # One path for the whole run (slices of other lengths would plan other kernels).
-        path = self.backend.plan("epochs", self.spec, n, batch_size, 1, epochs)
+        run = self.backend.prepare_epochs(self._state, n, batch_size, epochs)
         try:
             # A run too short to be worth a SIGINT handler does not enter _stop_on_ctrl_c.
             with (_stop_on_ctrl_c() if slicer.estimate(epochs) > 0.05
-                  else contextlib.nullcontext()), \
-                    self.backend.use_path(path, record=False):
+                  else contextlib.nullcontext()):
                 while done < epochs:
                     k = slicer.next_chunk(epochs - done)
                     t0 = time.perf_counter()
-                    previous = self._run_chunk(X, Y, rates(done, k), batch_size, shuffle,
+                    previous = self._run_chunk(run, X, Y, rates(done, k), batch_size, shuffle,
                                                hist, done, previous)
                     slicer.record(k, time.perf_counter() - t0)
                     if STOP_REQUESTED.is_set():
                         raise TrainingInterrupted(len(hist.loss), hist)
                     done += k
+                    loss, rate = previous[3], float(previous[1][-1])  # the chunk's last epoch
                     if bar is not None:
                         bar.update(k)
-                        bar.set_postfix(loss=f"{hist.loss[-1]:.4g}", lr=f"{hist.lr[-1]:.3g}")
+                        bar.set_postfix(loss=f"{loss:.4g}", lr=f"{rate:.3g}")
                     if not per_epoch:
                         continue
-                    record = {"epoch": done - 1, "loss": hist.loss[-1], "lr": hist.lr[-1]}
+                    record = {"epoch": done - 1, "loss": loss, "lr": rate}
                     if val is not None:
                         record["val_loss"] = self.evaluate_prepared(*val)
                         hist.val_loss.append(record["val_loss"])
@@ -494,38 +484,42 @@ class Network:
             hist.best_epoch = best[1]
         return hist
 
-    def _run_chunk(self, X, Y, lrs, batch_size, shuffle, hist, start_epoch, previous):
-        """Run len(lrs) epochs through the backend and record them in ``hist``; returns
-        (start snapshot, lrs, orders) of this chunk for the next one. On divergence see
-        ``_keep_last_finite``; on Ctrl-C the parameters go back to the chunk's start."""
-        n = X.shape[0]
+    def _run_chunk(self, run, X, Y, lrs, batch_size, shuffle, hist, start_epoch, previous):
+        """Run len(lrs) epochs by ``run`` (``Backend.prepare_epochs``) and record them in
+        ``hist``; returns (start snapshot, lrs, orders, last loss) of this chunk. On
+        divergence see ``_keep_last_finite``; on Ctrl-C the parameters go back to the
+        chunk's start."""
         orders = None
         if batch_size is not None and shuffle:
+            n = X.shape[0]
             orders = np.stack([self.shuffle_order(n) for _ in range(len(lrs))])
             orders = self.backend.asarray(orders)
         snapshot = self._snapshot()
         try:
-            # A diverging run overflows on the way; it is reported as TrainingDiverged.
-            with np.errstate(over="ignore", invalid="ignore"):
-                losses = self.backend.train_epochs(self._state, X, Y, lrs, batch_size, orders)
-            finite = np.isfinite(losses)
-            all_finite = bool(finite.all())
-            if not all_finite and STOP_REQUESTED.is_set() and self._params_finite():
-                k = int(np.argmin(finite))  # Ctrl-C: a Python loop stopped after k epochs
-                hist.extend(losses[:k], lrs[:k])
-                return snapshot, lrs[:k], None if orders is None else orders[:k]
+            # A diverging run overflows on the way (``run`` keeps NumPy quiet about it);
+            # it is reported as TrainingDiverged.
+            losses = run(X, Y, lrs, orders)
+            # A run stops at its first non-finite loss (later ones NaN): one epoch's
+            # loss is the whole check.
+            all_finite = (math.isfinite(losses[0]) if len(losses) == 1
+                          else bool(np.isfinite(losses).all()))
             if all_finite and self._params_finite():
                 hist.extend(losses, lrs)
-                return snapshot, lrs, orders
+                return snapshot, lrs, orders, float(losses[-1])
+            if not all_finite and STOP_REQUESTED.is_set() and self._params_finite():
+                k = int(np.argmin(np.isfinite(losses)))  # Ctrl-C: a loop stopped after k
+                hist.extend(losses[:k], lrs[:k])
+                return (snapshot, lrs[:k], None if orders is None else orders[:k],
+                        float(losses[k - 1]) if k else math.nan)
         except KeyboardInterrupt:
             if len(hist.loss) == start_epoch:  # this chunk is not in the history
                 self._restore(snapshot)
             raise TrainingInterrupted(len(hist.loss), hist) from None
-        self._keep_last_finite(X, Y, lrs, batch_size, orders, losses, snapshot, previous,
-                               hist, start_epoch)
+        self._keep_last_finite(run, X, Y, lrs, orders, losses, snapshot, previous, hist,
+                               start_epoch)
 
-    def _keep_last_finite(self, X, Y, lrs, batch_size, orders, losses, snapshot, previous,
-                          hist, start_epoch):
+    def _keep_last_finite(self, run, X, Y, lrs, orders, losses, snapshot, previous, hist,
+                          start_epoch):
         """After a diverged chunk: go back to the parameters at which the last finite
         epoch loss was measured (the start of that epoch), by re-running the chunk (or
         the previous one) from its snapshot on the same path; raise TrainingDiverged."""
@@ -534,26 +528,42 @@ class Network:
         keep = bad - 1  # the chunk's last epoch with a finite loss
         if keep >= 0:
             hist.extend(losses[:keep + 1], lrs[:keep + 1])
-            self._rerun(snapshot, X, Y, lrs, keep, batch_size, orders)
+            self._rerun(run, snapshot, X, Y, lrs, keep, orders)
         elif previous is not None:  # the chunk's first epoch: the previous chunk's last
-            p_snapshot, p_lrs, p_orders = previous
-            self._rerun(p_snapshot, X, Y, p_lrs, len(p_lrs) - 1, batch_size, p_orders)
+            p_snapshot, p_lrs, p_orders, _ = previous
+            self._rerun(run, p_snapshot, X, Y, p_lrs, len(p_lrs) - 1, p_orders)
         else:
             self._restore(snapshot)  # epoch 0: the initial parameters
         last = hist.loss[-1] if hist.loss else None
         raise TrainingDiverged(start_epoch + bad, last, hist)
 
-    def _rerun(self, snapshot, X, Y, lrs, k, batch_size, orders):
-        """Restore ``snapshot`` and re-run the first k of ``lrs``'s epochs on the path the
-        whole run took (so the parameters are those it passed through, to the bit)."""
+    def _rerun(self, run, snapshot, X, Y, lrs, k, orders):
+        """Restore ``snapshot`` and re-run the first k of ``lrs``'s epochs by ``run``, the
+        path the whole run took (so the parameters are those it passed through, to the
+        bit)."""
         self._restore(snapshot)
-        if k == 0:
-            return
-        be = self.backend
-        path = be.plan("epochs", self.spec, X.shape[0], batch_size, 1, len(lrs))
-        with np.errstate(over="ignore", invalid="ignore"), be.use_path(path):
-            be.train_epochs(self._state, X, Y, lrs[:k], batch_size,
-                            None if orders is None else orders[:k])
+        if k:
+            run(X, Y, lrs[:k], None if orders is None else orders[:k])
+
+
+def _flat_params(backend, dtype, host):
+    """``host`` [(W, b), ...] (NumPy arrays) copied into one backend array; returns it and
+    the (W, b) views of it that training updates in place, so that a snapshot of every
+    parameter is one copy and their finite check one pass. Each view starts at a
+    multiple of 64 bytes (as an array of its own would); the gaps are zeros."""
+    align = max(1, 64 // np.dtype(dtype).itemsize)
+    spans, total = [], 0
+    for W, b in host:
+        for a in (W, b):
+            spans.append((total, np.shape(a)))
+            total += -(-int(np.size(a)) // align) * align
+    flat = backend.zeros((total,), dtype)
+    views = []
+    for (start, shape), a in zip(spans, (a for pair in host for a in pair)):
+        view = flat[start:start + int(np.prod(shape))].reshape(shape)
+        backend.xp.copyto(view, backend.asarray(np.asarray(a, dtype=dtype)))
+        views.append(view)
+    return flat, list(zip(views[::2], views[1::2]))
 
 
 def _split(X, Y, fraction):

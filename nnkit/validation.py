@@ -94,8 +94,8 @@ def as_host_2d(arg, x, n_cols, backend, dtype, allow_1d_column=False):
             and x.dtype == dtype and backend.xp is np and backend.is_own_array(x):
         # The common case (a host array of the backend, already in ``dtype``): the checks
         # below reduce to the finiteness one, and the conversion cannot overflow.
-        if x.dtype.kind == "f" and bool(np.isfinite(x).all()):
-            return backend.asarray(x, dtype=dtype)
+        if x.dtype.kind == "f" and backend.all_finite(x):
+            return x if x.flags.c_contiguous else backend.asarray(x, dtype=dtype)
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(f"{arg}: masked arrays are not supported (their masked entries would "
                         "be used as numbers); fill them (x.filled(value)) or drop those rows")

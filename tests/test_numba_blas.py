@@ -137,18 +137,18 @@ def test_one_kernel_call_per_fit_slice(monkeypatch):
         "bias_activation", "loss_grad", "dense_forward")}
     for name, counter in counters.items():
         monkeypatch.setattr(k, name, counter)
-    slices = _Counter(be.train_epochs)
-    monkeypatch.setattr(be, "train_epochs", slices)
+    plans = _Counter(be.prepare_epochs)  # once per fit: every slice runs what it gives
+    monkeypatch.setattr(be, "prepare_epochs", plans)
     X, Y = data(CE[0], CE[2], n=200)
     net = network(*CE, be)
     with be.use_path("blas"):
         net.fit(X, Y, epochs=5, lr=0.01, batch_size=16, shuffle=True, optimizer="adam")
-    assert slices.calls == 1
+    assert plans.calls == 1
     assert counters["blas_train_epochs"].calls == 1  # 5 epochs x 13 batches in one call
     with be.use_path("blas"):  # a callback every epoch: one slice, one call, per epoch
         net.fit(X, Y, epochs=3, lr=0.01, batch_size=16, shuffle=True, optimizer="adam",
                 callback=lambda epoch, record: None)
-    assert slices.calls == 1 + 3
+    assert plans.calls == 1 + 1
     assert counters["blas_train_epochs"].calls == 1 + 3
     assert all(c.calls == 0 for name, c in counters.items() if name != "blas_train_epochs")
     # a step from Python: one compiled call
