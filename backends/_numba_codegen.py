@@ -7,8 +7,14 @@ constants, so LLVM unrolls and vectorises. Sigmoid is ``_numba_kernels.sigmoid64
 ``sigmoid32``, on exps built from arithmetic and a bit cast, which vectorise (this llvmlite has
 no SVML, so ``math.exp`` in a loop does not). Three kernels: a full-batch fit; a
 full-batch sweep that lays configurations out last (``W[block, k, j, c]``) so the innermost
-loop runs across them, with blocks of configurations in ``prange``; and a mini-batch sweep,
-``prange`` over configurations each running its own shuffled mini-batch loop.
+loop runs across them, blocks of configurations shared out over the threads; and a mini-batch
+sweep, configurations shared out over the threads, each running its own shuffled mini-batch
+loop. The sweeps share work dynamically: ``prange`` starts one worker per thread and each
+worker takes the next block (configuration) from a shared counter (``_CLAIM``, an atomic
+add) until none is left, so a thread slowed by another process on its core takes fewer
+blocks instead of holding the others up (``prange`` alone splits the iterations evenly up
+front, and numba's parallel chunk size does not change that under the OpenMP threading
+layer). Each block is computed alone, so which thread runs it never changes a number.
 
 The source is written to a file (``NNKIT_CACHE_DIR``, else ``~/.cache/nnkit``, folder
 ``numba-kernels``) and imported, so numba's ``cache=True`` keeps the compiled code for later
@@ -260,21 +266,21 @@ def _fit_source(sizes, acts, loss, n, rule="sgd", l2=False):
 
 
 def _minibatch_source(sizes, acts, loss, n, batch):
-    """train_many(X, Y, W0, b0, ..., lrs, factors, orders, use_order, losses, diverged):
-    mini-batch epochs of C networks, one per prange iteration; W{l} (C, i, o), lrs (C,)
-    base rates, factors (E,) schedule factors, orders (C, E, n) sample orders (or a dummy
-    when use_order is False)."""
+    """train_many(X, Y, W0, b0, ..., lrs, factors, orders, use_order, losses, diverged,
+    workers): mini-batch epochs of C networks, ``workers`` threads taking the next one
+    while any is left; W{l} (C, i, o), lrs (C,) base rates, factors (E,) schedule factors,
+    orders (C, E, n) sample orders (or a dummy when use_order is False)."""
     L = len(sizes) - 1
     params = ", ".join(f"W{l}, b{l}" for l in range(L))
     per = ", ".join(f"W{l}[c], b{l}[c]" for l in range(L))
     w = _Src()
     w("@njit(cache=True, parallel=True, error_model='numpy')")
     w.block(f"def train_many(X, Y, {params}, lrs, factors, orders, use_order, losses, "
-            "diverged):")
-    w.block("for c in prange(W0.shape[0]):")
-    w(f"diverged[c] = _train_one(X, Y, {per}, lrs[c], factors, orders[c], use_order, "
-      "losses[c])")
-    w.end(2)
+            "diverged, workers):")
+    _shared_loop(w, "W0.shape[0]", "c", [
+        f"diverged[c] = _train_one(X, Y, {per}, lrs[c], factors, orders[c], use_order, "
+        "losses[c])"])
+    w.end()
     w("")
     w("")
     w("@njit(cache=True, error_model='numpy')")
@@ -299,27 +305,63 @@ def _minibatch_source(sizes, acts, loss, n, batch):
     w("losses[e] = epoch_loss")
     w.end()
     w("return -1")
-    return "\n".join(w.lines) + "\n"
+    return _CLAIM + "\n".join(w.lines) + "\n"
 
 
 _FLUSH = 32  # epochs of losses buffered per block in the sweep kernel
 
+# The sweep kernels' work counter: _claim(counter) adds 1 to counter[0] atomically and
+# returns the value before. Written into their source (not the shared header, so the fit
+# kernels' sources and caches stay as they are); with the thread count an argument, numba
+# caches the kernels (numba.get_num_threads() inside them would not be cached).
+_CLAIM = """from numba.core import types as _types
+from numba.extending import intrinsic as _intrinsic
+
+
+@_intrinsic
+def _claim(typingctx, counter):
+    if not (isinstance(counter, _types.Array) and counter.dtype == _types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        one = context.get_constant(_types.int64, 1)
+        return builder.atomic_rmw("add", ary.data, one, "monotonic")
+    return _types.int64(counter), codegen
+
+
+"""
+
+
+def _shared_loop(w, count, var, body):
+    """``prange`` over ``workers``: each takes the next index ``var`` < ``count`` from a
+    shared counter and runs ``body`` (lines) for it, until none is left."""
+    w("taken = np.zeros(1, np.int64)")
+    w.block("for worker in prange(workers):")
+    w(f"{var} = _claim(taken)")
+    w.block(f"while {var} < {count}:")
+    for line in body:
+        w(line)
+    w(f"{var} = _claim(taken)")
+    w.end(2)
+
 
 def _many_source(sizes, acts, loss, n, block):
-    """train_many(X, Y, W0, b0, ..., lrs, factors, losses, diverged): blocks of `block`
-    configurations, configuration axis last; W{l} (nblk, i, o, B), lrs (nblk, B) base
-    rates, factors (E,) schedule factors, losses (nblk, B, E): each configuration's
-    losses contiguous, as the caller returns them."""
+    """train_many(X, Y, W0, b0, ..., lrs, factors, losses, diverged, workers): blocks of
+    `block` configurations, configuration axis last, ``workers`` threads taking the next
+    block while any is left; W{l} (nblk, i, o, B), lrs (nblk, B) base rates, factors (E,)
+    schedule factors, losses (nblk, B, E): each configuration's losses contiguous, as the
+    caller returns them."""
     L = len(sizes) - 1
     B = block
     params = ", ".join(f"W{l}, b{l}" for l in range(L))
     w = _Src()
     w("@njit(cache=True, parallel=True, error_model='numpy')")
-    w.block(f"def train_many(X, Y, {params}, lrs, factors, losses, diverged):")
-    w.block("for blk in prange(W0.shape[0]):")
-    w(f"_train_block(X, Y, {', '.join(f'W{l}[blk], b{l}[blk]' for l in range(L))}, "
-      "lrs[blk], factors, losses[blk], diverged[blk])")
-    w.end(2)
+    w.block(f"def train_many(X, Y, {params}, lrs, factors, losses, diverged, workers):")
+    _shared_loop(w, "W0.shape[0]", "blk", [
+        f"_train_block(X, Y, {', '.join(f'W{l}[blk], b{l}[blk]' for l in range(L))}, "
+        "lrs[blk], factors, losses[blk], diverged[blk])"])
+    w.end()
     w("")
     w("@njit(cache=True, error_model='numpy')")
     w.block(f"def _train_block(X, Y, {params}, lrs, factors, losses, div):")
@@ -419,7 +461,7 @@ def _many_source(sizes, acts, loss, n, block):
     w("losses[c, e0:e + 1] = recent[c, :e + 1 - e0]").end(2)
     w.end()
     w("return 0")
-    return "\n".join(w.lines) + "\n"
+    return _CLAIM + "\n".join(w.lines) + "\n"
 
 
 def _configured_dir():

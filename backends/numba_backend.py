@@ -21,7 +21,6 @@ compiles at import: each kernel compiles (or loads from numba's disk cache) on f
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 
@@ -49,7 +48,11 @@ LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (tanh, log1p)
 # Networks up to this size get kernels generated for their exact shape (full-batch fits
 # up to CODEGEN_MAX_ROWS rows, and sweeps), when a call has at least CODEGEN_MIN_WORK
 # sample-epochs: generating one costs about a second once (then it is cached on disk), so
-# short runs on a new shape use the generic kernels instead.
+# short runs on a new shape use the generic kernels instead. `nnkit bench --scaling`
+# (README "How cost grows with the work", benchmarks/results/scaling-cpu.*) measured the
+# generated step fastest up to rows x weights ~64-82 k (h = 128 at 32 rows, 128 rows at
+# 320 weights), past these caps; they stay lower because each new shape costs a compile,
+# and the wider the net the longer it takes.
 CODEGEN_MAX_ROWS = 64
 CODEGEN_MAX_WEIGHTS = 1024
 CODEGEN_MIN_WORK = 4096
@@ -379,10 +382,9 @@ class NumbaBackend(StackedSweeps, Backend):
         nblk = rates.shape[0]
         losses = np.empty((nblk * block, epochs))  # every entry is written by the kernel
         diverged = np.full((nblk, block), -1, dtype=np.int64)
-        with _dynamic_prange():
-            kernel(X, Y, *(a for pair in blocked for a in pair), rates,
-                   np.ascontiguousarray(factors, dtype=np.float64),
-                   losses.reshape(nblk, block, epochs), diverged)
+        kernel(X, Y, *(a for pair in blocked for a in pair), rates,
+               np.ascontiguousarray(factors, dtype=np.float64),
+               losses.reshape(nblk, block, epochs), diverged, _workers(nblk))
         for (W, b), (Wb, bb) in zip(params, blocked):
             np.copyto(W, from_blocks(Wb, C))
             np.copyto(b, from_blocks(bb, C))
@@ -449,7 +451,8 @@ class NumbaBackend(StackedSweeps, Backend):
 
     def _train_many_minibatch(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                               orders):
-        """Each configuration runs the generated mini-batch loop; prange over them."""
+        """Each configuration runs the generated mini-batch loop; the threads take the next
+        configuration while any is left."""
         from ._numba_codegen import kernel as generated
         n = X.shape[0]
         C, epochs = len(lrs), len(factors)
@@ -461,27 +464,25 @@ class NumbaBackend(StackedSweeps, Backend):
                   else np.zeros((C, 1, 1), dtype=np.int64))
         losses = np.full((C, epochs), np.nan)
         diverged = np.full(C, -1, dtype=np.int64)
-        with _dynamic_prange():
-            kernel(X, Y, *(a for pair in params for a in pair),
-                   np.ascontiguousarray(lrs, dtype=np.float64),
-                   np.ascontiguousarray(factors, dtype=np.float64), orders, use_order, losses,
-                   diverged)
+        kernel(X, Y, *(a for pair in params for a in pair),
+               np.ascontiguousarray(lrs, dtype=np.float64),
+               np.ascontiguousarray(factors, dtype=np.float64), orders, use_order, losses,
+               diverged, _workers(C))
         return losses, diverged
 
 
-@contextlib.contextmanager
-def _dynamic_prange():
-    """prange hands out iterations one at a time (numba's default splits them evenly up
-    front), so a thread slowed by another process on its core does not hold the others
-    up. Measured here (OR-gate sweep, one of two cores kept busy): 60-75 M net-epochs/s
-    either way, within this shared machine's noise; quiet: equal."""
+def _workers(items):
+    """Workers for a generated sweep kernel of ``items`` blocks (configurations): numba's
+    thread count for the calling thread (``numba.set_num_threads``), at most one per item.
+    Each worker takes the next item from a shared counter while any is left (see
+    ``_numba_codegen``), so a thread slowed by another process on its core takes fewer
+    items instead of holding the sweep up. ``prange`` alone splits the items evenly up
+    front; numba's parallel chunk size does not help, as its OpenMP threading layer still
+    deals the chunks out evenly. Measured here (``benchmarks/sweep_load.py``, OR-gate
+    sweep, 1,024 nets, with and without one core kept busy, other sessions' load 4-5):
+    within the noise of the even split either way (benchmarks/results/cpu-issue18)."""
     import numba
-    old = numba.get_parallel_chunksize()
-    numba.set_parallel_chunksize(1)
-    try:
-        yield
-    finally:
-        numba.set_parallel_chunksize(old)
+    return max(1, min(numba.get_num_threads(), items))
 
 
 @functools.lru_cache(maxsize=None)
