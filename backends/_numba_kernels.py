@@ -472,7 +472,7 @@ def optimizer_update_1d(p, g, S1, S2, rule, lr, h1, h2, h3, c1, c2):
         _update_vector(p, g, S1, S2, NESTEROV, lr, h1, h2, h3, c1, c2)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def optimizer_update(Ws, bs, dWs, dbs, S1W, S1b, S2W, S2b, rule, hyper, t, lr):
     """One update of every layer by rule code ``rule``: hyper (h1, h2, h3, l2), t (1,)
     the update count (incremented here; Adam's bias corrections come from it).

@@ -46,6 +46,21 @@ def forced(be, path, fn):
     return out
 
 
+# The suite runs in two worker processes (pytest-xdist, in the test extra) unless told
+# otherwise (-n N, -n 0 for one process, -p no:xdist, --pdb): cold, numba compiles on both
+# cores at once; warm, the rest of the suite does. Set here rather than in addopts so that
+# only runs of this folder get it (the benchmarks must run alone).
+XDIST_WORKERS = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    if (config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput")
+            and getattr(config.option, "numprocesses", 0) is None
+            and not config.option.usepdb):
+        config.option.numprocesses = XDIST_WORKERS
+
+
 def _gpu_reason():
     ok, why = backend_status("cupy")
     return None if ok else f"no usable GPU: {why.splitlines()[0] if why else 'cupy unusable'}"
@@ -54,7 +69,9 @@ def _gpu_reason():
 # Cold caches (a fresh clone, CI): numba compiles each kernel once, seconds apiece, charged
 # to the first test that calls it. A run that collects many numba tests compiles the
 # costliest ones in a second process meanwhile (tests/warm_kernels.py, on the other core);
-# the tests then load them from numba's disk cache. NNKIT_TEST_WARMUP=0 turns it off.
+# the tests then load them from numba's disk cache. NNKIT_TEST_WARMUP=0 turns it off. Under
+# xdist (the default: XDIST_WORKERS) the workers take both cores and compile what they
+# need themselves: the warm-up runs only in single-process runs (-n 0).
 WARMUP_MIN_NUMBA_TESTS = 100
 _warmup = {}
 
@@ -68,6 +85,8 @@ LATE_MODULES = ("test_paths.py", "test_sweep.py", "test_bench_cli.py", "test_exa
 def _start_warmup(items):
     """Start warm_kernels.py (returns True) when ``items`` hold enough numba tests."""
     if os.environ.get("NNKIT_TEST_WARMUP", "1") == "0" or "numba" not in BACKENDS:
+        return False
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # xdist's workers use both cores already
         return False
     if sum("numba" in item.nodeid for item in items) < WARMUP_MIN_NUMBA_TESTS:
         return False
