@@ -56,6 +56,11 @@ LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (tanh, log1p)
 CODEGEN_MAX_ROWS = 64
 CODEGEN_MAX_WEIGHTS = 1024
 CODEGEN_MIN_WORK = 4096
+# ... and a step or full-batch epochs call only while rows x weights is at most this where
+# the blas path runs in numba: the scaling run of 2026-11-26 (16-h-4 float32) measured the
+# generated step faster at 10,240 (5.5 vs 7.5 us) and the blas step faster at 20,480
+# (1.10x at h = 32 and 32 rows, 1.54x at 64 rows and h = 16).
+CODEGEN_MAX_WORK = 1 << 14
 
 
 class NumbaBackend(StackedSweeps, Backend):
@@ -221,7 +226,8 @@ class NumbaBackend(StackedSweeps, Backend):
 
     def planning_thresholds(self):
         return {"CODEGEN_MAX_WEIGHTS": CODEGEN_MAX_WEIGHTS, "CODEGEN_MAX_ROWS": CODEGEN_MAX_ROWS,
-                "CODEGEN_MIN_WORK": CODEGEN_MIN_WORK, "LOOP_MAX_WORK": LOOP_MAX_WORK,
+                "CODEGEN_MAX_WORK": CODEGEN_MAX_WORK, "CODEGEN_MIN_WORK": CODEGEN_MIN_WORK,
+                "LOOP_MAX_WORK": LOOP_MAX_WORK,
                 "FUSED_MAX_WORK": FUSED_MAX_WORK}
 
     def supports(self, path, spec):
@@ -232,7 +238,8 @@ class NumbaBackend(StackedSweeps, Backend):
         return super().supports(path, spec)
 
     def choose_path(self, call, spec, rows, batch_size, configs, epochs):
-        """generated: tiny networks (CODEGEN_*), and only for calls with enough work to
+        """generated: tiny networks (CODEGEN_*: steps and full-batch epochs also while
+        rows x weights <= CODEGEN_MAX_WORK), and only for calls with enough work to
         pay for generating a kernel once; fused: the generic loop kernels while
         rows x weights <= FUSED_MAX_WORK (``_fused_wins``); blas: larger; sweeps
         otherwise the engine's."""
@@ -240,12 +247,14 @@ class NumbaBackend(StackedSweeps, Backend):
         tiny = spec.weights <= CODEGEN_MAX_WEIGHTS and self.supports("generated", spec)
         if call == "sweep":  # the generated sweep kernels train plain sgd only
             tiny = tiny and spec.plain
+        few = rows <= CODEGEN_MAX_ROWS and (rows * spec.weights <= CODEGEN_MAX_WORK
+                                            or not _blas_in_numba())
         if call == "step":
-            if tiny and rows <= CODEGEN_MAX_ROWS:
+            if tiny and few:
                 return "generated"
             return "fused" if _fused_wins(rows, spec.weights) else "blas"
         if call == "epochs":
-            if full and tiny and rows <= CODEGEN_MAX_ROWS and epochs * rows >= CODEGEN_MIN_WORK:
+            if full and tiny and few and epochs * rows >= CODEGEN_MIN_WORK:
                 return "generated"
             rows = rows if full else batch_size
             return "fused" if _fused_wins(rows, spec.weights) else "blas"
