@@ -16,9 +16,10 @@ py="${PYTHON:-python}"
   "$py" -m pip install --no-deps --no-build-isolation -e . 2>&1 | tail -1
   "$py" -m nnkit info
   echo "== GPU tests"
-  timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15
+  timeout 120 "$py" -m pytest -q -p no:cacheprovider -p no:xdist tests/test_gpu.py 2>&1 | tail -15
+  # one process (-p no:xdist): two test workers would each initialise CUDA
   echo "== the backend-parametrized suites, their cupy cases (numba compiles cold here)"
-  timeout 150 "$py" -m pytest -q -p no:cacheprovider -k cupy tests/test_parity.py \
+  timeout 150 "$py" -m pytest -q -p no:cacheprovider -p no:xdist -k cupy tests/test_parity.py \
     tests/test_sweep.py tests/test_gradients.py tests/test_training.py \
     tests/test_optimizers.py tests/test_softmax.py tests/test_paths.py 2>&1 | tail -15
   echo "== nnkit bench (cupy beside numpy/numba, float32; with the Adam classification workloads)"
