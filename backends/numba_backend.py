@@ -368,7 +368,7 @@ class NumbaBackend(StackedSweeps, Backend):
                          orders, update=None):
         """Full batch: blocks of configurations innermost in one generated kernel;
         mini-batch: the generated mini-batch loop per configuration. Either way the threads
-        take the next block (configuration) while any is left (``_workers``).
+        take the next block (configuration) while any is left (``_share_out``).
         Plain sgd only (``update`` None)."""
         if update is not None:
             raise ValueError(
@@ -385,16 +385,17 @@ class NumbaBackend(StackedSweeps, Backend):
         dtype = params[0][0].dtype
         C, epochs = len(lrs), len(factors)
         block = _many_block(n, sizes, dtype.itemsize)
-        kernel = generated("many", sizes, activations, loss, n, dtype.name, block)
-        blocked = [(to_blocks(W, block), to_blocks(b, block)) for W, b in params]
+        train_block = generated("many", sizes, activations, loss, n, dtype.name, block)
+        blocked = [a for W, b in params for a in (to_blocks(W, block), to_blocks(b, block))]
         rates = to_blocks(np.asarray(lrs, dtype=np.float64), block)
         nblk = rates.shape[0]
         losses = np.empty((nblk * block, epochs))  # every entry is written by the kernel
+        per_block = losses.reshape(nblk, block, epochs)
         diverged = np.full((nblk, block), -1, dtype=np.int64)
-        kernel(X, Y, *(a for pair in blocked for a in pair), rates,
-               np.ascontiguousarray(factors, dtype=np.float64),
-               losses.reshape(nblk, block, epochs), diverged, _workers(nblk))
-        for (W, b), (Wb, bb) in zip(params, blocked):
+        factors = np.ascontiguousarray(factors, dtype=np.float64)
+        _share_out(nblk, lambda k: train_block(X, Y, *(a[k] for a in blocked), rates[k],
+                                               factors, per_block[k], diverged[k]))
+        for (W, b), Wb, bb in zip(params, blocked[::2], blocked[1::2]):
             np.copyto(W, from_blocks(Wb, C))
             np.copyto(b, from_blocks(bb, C))
         return losses[:C], from_blocks(diverged, C)
@@ -406,7 +407,6 @@ class NumbaBackend(StackedSweeps, Backend):
         size), the configurations spread over the cores by threads (the kernels release
         the GIL). A configuration whose loss turns non-finite is trained again by the
         reference steps, which freeze it before that update."""
-        from concurrent.futures import ThreadPoolExecutor
         n, C, epochs = X.shape[0], len(lrs), len(factors)
         losses = np.full((C, epochs), np.nan)
         diverged = np.full(C, -1, dtype=np.int64)
@@ -434,13 +434,7 @@ class NumbaBackend(StackedSweeps, Backend):
                 self._train_one_of_many(params, activations, loss, X, Y, lrs, factors,
                                         n if batch_size is None else batch_size, orders, c,
                                         losses, diverged, update)
-        threads = min(C, os.cpu_count() or 1)
-        if threads <= 1:
-            for c in range(C):
-                train(c)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(train, range(C)))
+        _share_out(C, train)
         return losses, diverged
 
     # The engine's stacked sweeps (stacked.py: first layer one wide GEMM, later layers
@@ -467,31 +461,44 @@ class NumbaBackend(StackedSweeps, Backend):
         C, epochs = len(lrs), len(factors)
         dtype = params[0][0].dtype
         sizes = ModelSpec.of(params, activations, loss).sizes
-        kernel = generated("minibatch", sizes, activations, loss, n, dtype.name, batch_size)
+        train_one = generated("minibatch", sizes, activations, loss, n, dtype.name, batch_size)
         use_order = orders is not None
         orders = (np.ascontiguousarray(orders, dtype=np.int64) if use_order
                   else np.zeros((C, 1, 1), dtype=np.int64))
         losses = np.full((C, epochs), np.nan)
         diverged = np.full(C, -1, dtype=np.int64)
-        kernel(X, Y, *(a for pair in params for a in pair),
-               np.ascontiguousarray(lrs, dtype=np.float64),
-               np.ascontiguousarray(factors, dtype=np.float64), orders, use_order, losses,
-               diverged, _workers(C))
+        arrays = [a for pair in params for a in pair]
+        rates = np.ascontiguousarray(lrs, dtype=np.float64)
+        factors = np.ascontiguousarray(factors, dtype=np.float64)
+
+        def train(c):
+            diverged[c] = train_one(X, Y, *(a[c] for a in arrays), rates[c], factors,
+                                    orders[c], use_order, losses[c])
+        _share_out(C, train)
         return losses, diverged
 
 
 def _workers(items):
-    """Workers for a generated sweep kernel of ``items`` blocks (configurations): numba's
-    thread count for the calling thread (``numba.set_num_threads``), at most one per item.
-    Each worker takes the next item from a shared counter while any is left (see
-    ``_numba_codegen``), so a thread slowed by another process on its core takes fewer
-    items instead of holding the sweep up. ``prange`` alone splits the items evenly up
-    front; numba's parallel chunk size does not help, as its OpenMP threading layer still
-    deals the chunks out evenly. Measured here (``benchmarks/sweep_load.py``, OR-gate
-    sweep, 1,024 nets, with and without one core kept busy, other sessions' load 4-5):
-    within the noise of the even split either way (benchmarks/results/cpu-issue18)."""
+    """Threads for ``items`` pieces of work: numba's thread count for the calling thread
+    (``numba.set_num_threads``), at most one per item."""
     import numba
     return max(1, min(numba.get_num_threads(), items))
+
+
+def _share_out(count, run):
+    """``run(i)`` for every i < count on ``_workers(count)`` threads, each taking the next
+    i while any is left (``run`` calls a kernel that releases the GIL), so a thread slowed
+    by another process on its core takes fewer items instead of holding the others up.
+    Measured (``benchmarks/sweep_load.py``, OR-gate sweep, 1,024 nets, one of the two cores
+    kept busy): README "Sweeps under load"."""
+    workers = _workers(count)
+    if workers == 1:
+        for i in range(count):
+            run(i)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, range(count)))
 
 
 @functools.lru_cache(maxsize=None)

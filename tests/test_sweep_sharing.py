@@ -1,8 +1,11 @@
-"""numba's generated sweep kernels share their blocks (mini-batch: configurations) out
-dynamically: each worker takes the next one from a shared counter. Which thread trains a
-block, how many workers there are and numba's parallel chunk size change no number, every
-block is trained exactly once, and the kernels stay cacheable by numba."""
+"""numba's generated sweep kernels (a block of configurations; mini-batch: one
+configuration) release the GIL and are shared out over a pool of threads, each taking the
+next item while any is left (``numba_backend._share_out``). Which thread trains a block
+and how many threads there are change no number, every item runs exactly once, a slow item
+does not hold the others up, and the kernels stay cacheable by numba."""
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -33,10 +36,9 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("kind", ["full", "minibatch"])
-def test_threads_and_chunk_size_change_nothing(kind):
+def test_thread_count_changes_nothing(kind):
     """The OR gate (full batch: 150 configurations, three blocks of 64, the last padded) and
-    XOR in mini-batches of 3, on 1 thread, on all of them, and with a chunk size set (it
-    is the caller's and stays as it was)."""
+    XOR in mini-batches of 3, on 1 thread and on all of them."""
     if kind == "full":
         w = WORKLOADS["or-gate"]
         net = w.network(backend="numba", dtype="float32")
@@ -56,14 +58,6 @@ def test_threads_and_chunk_size_change_nothing(kind):
     finally:
         numba.set_num_threads(old)
     _same(one, whole)
-    chunk = numba.get_parallel_chunksize()
-    numba.set_parallel_chunksize(3)
-    try:
-        chunked = _generated_sweep(net, X, Y, **kwargs)
-        assert numba.get_parallel_chunksize() == 3
-    finally:
-        numba.set_parallel_chunksize(chunk)
-    _same(chunked, whole)
     assert np.isfinite(whole.loss).all()
 
 
@@ -77,46 +71,62 @@ def _blocks(block, nblk, seed=0):
     return [W0, b0, W1, b1], lrs
 
 
-@pytest.mark.parametrize("workers", [1, 2, 5, 9])
-def test_every_block_is_trained_exactly_once(workers):
-    """The kernel called directly, with more workers than threads or than blocks: each of
-    the 7 blocks is trained once (a block trained twice, or skipped, would end elsewhere),
-    equal to training every block alone."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_item_runs_exactly_once(threads):
+    from nnkit.backends.numba_backend import _share_out
+    seen, lock = [], threading.Lock()
+
+    def run(i):
+        with lock:
+            seen.append(i)
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(threads, THREADS))
+    try:
+        _share_out(23, run)
+    finally:
+        numba.set_num_threads(old)
+    assert sorted(seen) == list(range(23))
+
+
+@pytest.mark.skipif(THREADS < 2, reason="needs 2 numba threads")
+def test_a_slow_item_does_not_hold_the_others_up():
+    """While one thread is stuck in item 0 (a core taken by another process, say), the
+    other takes every other item: nothing is dealt out up front."""
+    from nnkit.backends.numba_backend import _share_out
+    who, lock = {}, threading.Lock()
+
+    def run(i):
+        if i == 0:
+            time.sleep(0.3)
+        with lock:
+            who[i] = threading.get_ident()
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        _share_out(40, run)
+    finally:
+        numba.set_num_threads(old)
+    assert sorted(who) == list(range(40))
+    assert all(who[i] != who[0] for i in range(1, 40))
+
+
+def test_block_kernel_is_cached_by_numba():
+    """The generated block kernel releases the GIL, is not a parallel wrapper (numba
+    re-optimised the inlined block inside one: most of its compile time), and numba caches
+    it."""
     w = WORKLOADS["or-gate"]
     X, Y = w.data("float32")
-    block = 64  # the OR gate's block (numba_backend._many_block), compiled for it anyway
-    kernel = _numba_codegen.kernel("many", (2, 2, 1), ("sigmoid", "sigmoid"),
-                                   "squared_error", 4, "float32", block)
-    epochs, nblk = 20, 7
-    factors = np.ones(epochs)
-    params, lrs = _blocks(block, nblk)
-    losses = np.full((nblk, block, epochs), np.nan)
-    diverged = np.full((nblk, block), -1, dtype=np.int64)
-    kernel(X, Y, *params, lrs, factors, losses, diverged, workers)
-    for blk in range(nblk):  # block by block, one worker each
-        alone, rates = _blocks(block, nblk)
-        alone = [a[blk:blk + 1].copy() for a in alone]
-        got = np.full((1, block, epochs), np.nan)
-        div = np.full((1, block), -1, dtype=np.int64)
-        kernel(X, Y, *alone, rates[blk:blk + 1].copy(), factors, got, div, 1)
-        np.testing.assert_array_equal(got[0], losses[blk])
-        for a, b in zip(alone, params):
-            np.testing.assert_array_equal(a[0], b[blk])
-    assert np.isfinite(losses).all()
-
-
-def test_sweep_kernels_are_cached_by_numba():
-    """The counter is an intrinsic in the kernel's own module and the thread count an
-    argument, so numba can cache the parallel kernel (``numba.get_num_threads()`` inside
-    it, for one, would make it uncacheable)."""
-    kernel = _numba_codegen.kernel("many", (2, 2, 1), ("sigmoid", "sigmoid"),
-                                   "squared_error", 4, "float32", 64)
-    source = open(kernel.py_func.__code__.co_filename).read()
-    assert "_claim(taken)" in source and "prange(workers)" in source
-    params, lrs = _blocks(64, 1)
-    kernel(*WORKLOADS["or-gate"].data("float32"), *params, lrs, np.ones(2),
-           np.empty((1, 64, 2)), np.full((1, 64), -1, dtype=np.int64), 2)
-    index = getattr(getattr(kernel._cache, "_cache_file", None), "_index_path", None)
+    block = 64  # the OR gate's block (numba_backend._many_block)
+    train_block = _numba_codegen.kernel("many", (2, 2, 1), ("sigmoid", "sigmoid"),
+                                        "squared_error", 4, "float32", block)
+    source = open(train_block.py_func.__code__.co_filename).read()
+    assert "nogil=True" in source and "parallel=True" not in source
+    params, lrs = _blocks(block, 1)
+    losses = np.full((block, 20), np.nan)
+    div = np.full(block, -1, dtype=np.int64)
+    train_block(X, Y, *(a[0] for a in params), lrs[0], np.ones(20), losses, div)
+    assert np.isfinite(losses).all() and (div == -1).all()
+    index = getattr(getattr(train_block._cache, "_cache_file", None), "_index_path", None)
     if index is None:  # a numba whose cache internals differ, or caching turned off
         pytest.skip("numba cache internals differ")
     assert os.path.exists(index), "numba did not cache the generated sweep kernel"
