@@ -143,3 +143,31 @@ def test_workers_follow_numba_threads():
         assert _workers(100) == 1
     finally:
         numba.set_num_threads(old)
+
+
+def _sweep_in_child(queue):
+    w = WORKLOADS["or-gate"]
+    X, Y = w.data("float32")
+    net = w.network(backend="numba", dtype="float32")
+    queue.put(_generated_sweep(net, X, Y, lr=np.geomspace(0.01, 5, 150), epochs=20).loss)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or THREADS < 2, reason="needs fork, 2 threads")
+def test_a_forked_process_gets_its_own_pool():
+    """The thread pool is kept per process: a child forked after a sweep (whose copy of the
+    parent's pool has no threads) sweeps with a pool of its own instead of waiting forever."""
+    import multiprocessing
+    w = WORKLOADS["or-gate"]
+    X, Y = w.data("float32")
+    net = w.network(backend="numba", dtype="float32")
+    here = _generated_sweep(net, X, Y, lr=np.geomspace(0.01, 5, 150), epochs=20).loss
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_sweep_in_child, args=(queue,))
+    child.start()
+    try:
+        np.testing.assert_array_equal(queue.get(timeout=120), here)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
