@@ -499,8 +499,7 @@ class Network:
             # A diverging run overflows on the way (``run`` keeps NumPy quiet about it);
             # it is reported as TrainingDiverged.
             losses = run(X, Y, lrs, orders)
-            # A run stops at its first non-finite loss (later ones NaN): one epoch's
-            # loss is the whole check.
+            # (the check of a one-epoch slice, as per-epoch fits run, is one float's)
             all_finite = (math.isfinite(losses[0]) if len(losses) == 1
                           else bool(np.isfinite(losses).all()))
             if all_finite and self._params_finite():
