@@ -149,6 +149,12 @@ class PathRecord:
         return {p for c, p in self.ran if call is None or c == call}
 
 
+def batch_or_full(batch_size, rows):
+    """``batch_size`` as the paths take it: None (full batch) where it is None or at least
+    ``rows``, else an int."""
+    return None if batch_size is None or batch_size >= rows else int(batch_size)
+
+
 class TrainState:
     """Parameters and reusable buffers of one network on one backend.
 
@@ -181,8 +187,9 @@ class TrainState:
 
     def runner(self, path, rows, batch_size):
         """The backend's ``epochs_runner`` for ``path`` on ``rows`` samples in batches of
-        ``batch_size`` (None: full batch), made once per optimizer (see
-        ``Backend.prepare_epochs``)."""
+        ``batch_size`` (None, or at least ``rows``: full batch), made once per optimizer
+        (see ``Backend.prepare_epochs``)."""
+        batch_size = batch_or_full(batch_size, rows)
         key = (path, rows, batch_size)
         run = self.runs.get(key)
         if run is None:
@@ -606,7 +613,7 @@ class Backend:
         the path planned for ``epochs`` epochs and kept on the state, so
         a loop of calls (``fit``'s slices) plans, checks and builds kernel arguments
         once. The path is planned (and recorded for ``use_path``) at every call."""
-        batch_size = None if batch_size is None or batch_size >= rows else int(batch_size)
+        batch_size = batch_or_full(batch_size, rows)
         return state.runner(self._dispatch("epochs", state.spec, rows, batch_size, 1, epochs),
                             rows, batch_size)
 
@@ -614,9 +621,8 @@ class Backend:
         """``prepare_epochs``' callable for ``path`` (called once per state, path and
         size): by default the method ``_epochs_<path>``, run with NumPy's overflow
         warnings off (a diverging run is reported by its losses). A backend may return
-        a closure over prepared kernel arguments instead."""
-        if batch_size is not None and batch_size >= rows:
-            batch_size = None
+        a closure over prepared kernel arguments instead. ``batch_size`` is None for
+        full batches (``batch_or_full``)."""
         method = getattr(self, "_epochs_" + path)
 
         def run(X, Y, lrs, orders=None):
@@ -643,7 +649,7 @@ class Backend:
         diverged_epoch (C,) NumPy int, -1 where it never diverged).
         """
         n = X.shape[0]
-        batch_size = None if batch_size is None or batch_size >= n else int(batch_size)
+        batch_size = batch_or_full(batch_size, n)
         update = update or UpdateSettings()
         spec = ModelSpec.of(params, activations, loss, update.rule, update.l2 != 0.0)
         path = self._dispatch("sweep", spec, n, batch_size, len(lrs), len(factors))

@@ -303,8 +303,6 @@ class NumbaBackend(StackedSweeps, Backend):
         """generated, fused, blas: a closure over the kernel and its arguments, built
         once per state and size (the kernels raise no overflow warnings: the losses
         report a divergence)."""
-        if batch_size is not None and batch_size >= rows:
-            batch_size = None
         if path == "generated":
             return self._generated_epochs(state, rows, batch_size)
         if path == "fused":

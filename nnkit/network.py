@@ -196,7 +196,7 @@ class Network:
         if tuple(host.shape) != shape:
             raise ValueError(f"{arg}: expected shape {shape}, got {tuple(host.shape)}")
         arr = self.backend.asarray(host, self.dtype)
-        if not bool(self.backend.xp.isfinite(arr).all()):
+        if not self.backend.all_finite(arr):
             raise ValueError(f"{arg}: contains NaN or infinite values")
         return arr
 
