@@ -647,14 +647,13 @@ def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_ord
             while start < n:
                 stop = min(start + batch_size, n)
                 nb = stop - start
-                for r in range(nb):  # element by element: see gather_rows
-                    src = orders[e, start + r] if use_order else start + r
-                    for k in range(X.shape[1]):
-                        Xb[r, k] = X[src, k]
-                    for k in range(Y.shape[1]):
-                        Yb[r, k] = Y[src, k]
-                loss = train_step(Xb, Yb, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs,
-                                  opt)
+                if use_order:
+                    gather_rows(X, Y, orders[e], start, nb, Xb, Yb)
+                    loss = train_step(Xb, Yb, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs,
+                                      dbs, opt)
+                else:
+                    loss = train_step(X[start:stop], Y[start:stop], nb, Ws, bs, acts,
+                                      loss_kind, lr, As, Gs, dWs, dbs, opt)
                 total += loss * (nb / n)
                 start = stop
         losses[e] = total
