@@ -14,15 +14,9 @@ from nnkit import cli, datasets
 from nnkit.bench import WORKLOADS, QUICK, peers
 from nnkit.bench.workloads import blobs
 
-from test_cli_errors import error_line, run
+from test_cli_errors import _clean, error_line, run  # noqa: F401 (_clean: autouse)
 
 CLF = ("digits-adam", "mnist-adam")
-
-
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch, tmp_path):
-    monkeypatch.delenv("NNKIT_BACKEND", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

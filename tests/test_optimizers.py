@@ -234,6 +234,19 @@ CASES = [
 ]
 
 
+def _forced_or_skip(be, path, batch, fn):
+    """``forced(be, path, fn)``; skipped where the path refuses the run: full batches only
+    (on mini-batches) or ``Backend.supports(path, spec)`` False ("cannot train")."""
+    try:
+        return forced(be, path, fn)
+    except ValueError as exc:
+        if batch is not None and "full batches only" in str(exc):
+            pytest.skip(f"the {path} path trains full batches only")
+        if "cannot train" in str(exc):
+            pytest.skip(str(exc))
+        raise
+
+
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 @pytest.mark.parametrize("name,path", FIT_PAIRS, ids=[f"{b}-{p}" for b, p in FIT_PAIRS])
 def test_every_fit_path_matches_the_reference_200_steps(make_backend, name, path, case):
@@ -244,16 +257,9 @@ def test_every_fit_path_matches_the_reference_200_steps(make_backend, name, path
     epochs = steps_to_epochs(200, batch)
     want_loss, want_params = reference(net, arch, X, Y, epochs, LR[opt], batch,
                                        shuffle=True, optimizer=opt, l2=l2)
-    try:
-        hist = forced(be, path, lambda: net.fit(X, Y, epochs=epochs, lr=LR[opt],
-                                                batch_size=batch, shuffle=True,
-                                                optimizer=opt, l2=l2))
-    except ValueError as exc:
-        if batch is not None and "full batches only" in str(exc):
-            pytest.skip(f"the {path} path trains full batches only")
-        if "cannot train" in str(exc):  # Backend.supports(path, spec) is False
-            pytest.skip(str(exc))
-        raise
+    hist = _forced_or_skip(be, path, batch, lambda: net.fit(
+        X, Y, epochs=epochs, lr=LR[opt], batch_size=batch, shuffle=True, optimizer=opt,
+        l2=l2))
     close(hist.loss, want_loss)
     params_close(net.get_params(), want_params)
 
@@ -306,16 +312,9 @@ def test_every_sweep_path_equals_separate_fits(make_backend, name, path, case):
     # 3 rates x seeds (0, 4), 30 epochs, 8 rows: test_paths.py's sweeps (shared kernels)
     lrs, seeds, epochs = [LR[opt] * 0.25, LR[opt] * 0.5, LR[opt]], [0, 4], 30
     template = network(arch, be)
-    try:
-        res = forced(be, path, lambda: nnkit.sweep(template, X, Y, lr=lrs, seed=seeds,
-                                                   epochs=epochs, batch_size=batch,
-                                                   shuffle=True, optimizer=opt, l2=l2))
-    except ValueError as exc:
-        if batch is not None and "full batches only" in str(exc):
-            pytest.skip(f"the {path} sweep path trains full batches only")
-        if "cannot train" in str(exc):  # Backend.supports(path, spec) is False
-            pytest.skip(str(exc))
-        raise
+    res = _forced_or_skip(be, path, batch, lambda: nnkit.sweep(
+        template, X, Y, lr=lrs, seed=seeds, epochs=epochs, batch_size=batch, shuffle=True,
+        optimizer=opt, l2=l2))
     assert res.loss.shape == (6, epochs)
     for i, cfg in enumerate(res.configs):
         start = network(arch, "numpy", seed=cfg["seed"])
