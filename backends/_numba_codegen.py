@@ -93,15 +93,53 @@ class _Src:
         return self
 
 
-def _alloc_lines(w, sizes, rows):
-    """Per-layer buffers for `rows` rows (A, G, dW, db and a flat view F of A)."""
+def _alloc_lines(w, sizes, rows, A="A", F="F", grads=True):
+    """Per-layer buffers for `rows` rows (A, G, dW, db and a flat view F of A; without
+    ``grads`` A and F only, named by ``A`` and ``F``)."""
     for l in range(len(sizes) - 1):
         o = sizes[l + 1]
-        w(f"A{l} = np.empty(({rows}, {o}), DT)")
-        w(f"G{l} = np.empty(({rows}, {o}), DT)")
-        w(f"dW{l} = np.empty(({sizes[l]}, {o}), DT)")
-        w(f"db{l} = np.empty({o}, DT)")
-        w(f"F{l} = A{l}.reshape({rows * o})  # flat view, made once")
+        w(f"{A}{l} = np.empty(({rows}, {o}), DT)")
+        if grads:
+            w(f"G{l} = np.empty(({rows}, {o}), DT)")
+            w(f"dW{l} = np.empty(({sizes[l]}, {o}), DT)")
+            w(f"db{l} = np.empty({o}, DT)")
+        w(f"{F}{l} = {A}{l}.reshape({rows * o})  # flat view, made once")
+
+
+def _forward_lines(w, sizes, acts, rows, xin, A="A", F="F"):
+    """The forward pass of `rows` rows of `xin` into the buffers A{l} (flat views F{l})."""
+    for l in range(len(sizes) - 1):
+        i, o, inp = sizes[l], sizes[l + 1], xin if l == 0 else f"{A}{l - 1}"
+        w.block(f"for r in range({rows}):").block(f"for j in range({o}):")
+        w("s = DT(0.0)")
+        w.block(f"for k in range({i}):")(f"s += {inp}[r, k] * W{l}[k, j]").end()
+        w(f"{A}{l}[r, j] = s + b{l}[j]").end(2)
+        if acts[l] != "linear":  # one flat loop over contiguous memory: vectorises
+            w.block(f"for t in range({rows} * {o}):")(f"s = {F}{l}[t]")(
+                f"{F}{l}[t] = {_act(acts[l])}").end()
+
+
+def _loss_lines(w, sizes, loss, rows, out, yin, total, grads=True):
+    """The summed loss of the output ``out`` (rows, n_out) against ``yin`` into ``total``
+    (a float64), and with ``grads`` the output's loss gradient into G{L-1}."""
+    w(f"{total} = 0.0")
+    w.block(f"for r in range({rows}):")
+    if LOSS_MATH[loss].rowwise:  # the row's log-sum-exp first, from the table's pieces
+        o = sizes[-1]
+        term, lse = row_lse_parts(G, f"{out}[r, j]", "zm", "se")
+        w(f"zm = {G.wide(f'{out}[r, 0]')}")  # float64: exp's argument is
+        w.block(f"for j in range(1, {o}):")(f"zm = max(zm, {out}[r, j])").end()
+        w("se = 0.0")
+        w.block(f"for j in range({o}):")(f"se += {term}").end()
+        w(f"rl = {lse}")
+    w.block(f"for j in range({sizes[-1]}):")
+    w(f"z = {out}[r, j]")
+    w(f"y = {yin}[r, j]")
+    dr = "rl" if LOSS_MATH[loss].rowwise else _residual_line(w, loss)
+    w(f"{total} += {LOSS_MATH[loss].term(G, 'z', 'y', dr)}")
+    if grads:
+        w(f"G{len(sizes) - 2}[r, j] = {LOSS_MATH[loss].grad(G, 'z', 'y', rows, dr)}")
+    w.end(2)
 
 
 def _step_lines(w, sizes, acts, loss, rows, xin, yin, on_bad, update=None):
@@ -110,32 +148,8 @@ def _step_lines(w, sizes, acts, loss, rows, xin, yin, on_bad, update=None):
     update when that loss is not finite. update: None (plain sgd) or (rule, l2), see
     ``_optimizer_lines``."""
     L = len(sizes) - 1
-    for l in range(L):  # forward
-        i, o, inp = sizes[l], sizes[l + 1], xin if l == 0 else f"A{l - 1}"
-        w.block(f"for r in range({rows}):").block(f"for j in range({o}):")
-        w("s = DT(0.0)")
-        w.block(f"for k in range({i}):")(f"s += {inp}[r, k] * W{l}[k, j]").end()
-        w(f"A{l}[r, j] = s + b{l}[j]").end(2)
-        if acts[l] != "linear":  # one flat loop over contiguous memory: vectorises
-            w.block(f"for t in range({rows} * {o}):")(f"s = F{l}[t]")(
-                f"F{l}[t] = {_act(acts[l])}").end()
-    w("total = 0.0")
-    w.block(f"for r in range({rows}):")
-    if LOSS_MATH[loss].rowwise:  # the row's log-sum-exp first, from the table's pieces
-        o, out = sizes[-1], f"A{L - 1}"
-        term, lse = row_lse_parts(G, f"{out}[r, j]", "zm", "se")
-        w(f"zm = {G.wide(f'{out}[r, 0]')}")  # float64: exp's argument is
-        w.block(f"for j in range(1, {o}):")(f"zm = max(zm, {out}[r, j])").end()
-        w("se = 0.0")
-        w.block(f"for j in range({o}):")(f"se += {term}").end()
-        w(f"rl = {lse}")
-    w.block(f"for j in range({sizes[-1]}):")
-    w(f"z = A{L - 1}[r, j]")
-    w(f"y = {yin}[r, j]")
-    dr = "rl" if LOSS_MATH[loss].rowwise else _residual_line(w, loss)
-    w(f"total += {LOSS_MATH[loss].term(G, 'z', 'y', dr)}")
-    w(f"G{L - 1}[r, j] = {LOSS_MATH[loss].grad(G, 'z', 'y', rows, dr)}")
-    w.end(2)
+    _forward_lines(w, sizes, acts, rows, xin)
+    _loss_lines(w, sizes, loss, rows, f"A{L - 1}", yin, "total")
     w(f"loss = {LOSS_MATH[loss].mean(G, 'total', rows)}")
     w.block("if not np.isfinite(loss):")
     for line in on_bad:
@@ -223,20 +237,25 @@ def _state_params(sizes, rule):
             for l in range(len(sizes) - 1) for kind in "Wb"]
 
 
-def _fit_source(sizes, acts, loss, n, rule="sgd", l2=False):
+def _fit_source(sizes, acts, loss, n, rule="sgd", l2=False, val_rows=None):
     """train_epochs(X, Y, W0, b0, ..., S1W0, S1b0, ..., S2W0, ..., hyper, count, lrs,
     losses): full-batch epochs of one network, updated by ``rule`` (a constant here) with
     state slots (``_state_params``), hyper (h1, h2, h3, l2) float64, count (1,) int64 the
     optimizer's t (incremented before each update); ``l2``: whether L2 is added (its coefficient
     hyper[3]), the L2 term of the weights before each update added to that epoch's loss.
-    Plain sgd (no L2) takes hyper and count too, and counts."""
+    Plain sgd (no L2) takes hyper and count too, and counts. ``val_rows``: the kernel
+    also takes (Xv, Yv, val_losses) after ``losses`` and writes the mean loss (no L2 term)
+    on those ``val_rows`` rows after each epoch's update into val_losses."""
     params = ", ".join([f"W{l}, b{l}" for l in range(len(sizes) - 1)]
                        + _state_params(sizes, rule))
     plain = rule == "sgd" and not l2
     w = _Src()
     w("@njit(cache=True, error_model='numpy')")
-    w.block(f"def train_epochs(X, Y, {params}, hyper, count, lrs, losses):")
+    tail = "" if val_rows is None else ", Xv, Yv, val_losses"
+    w.block(f"def train_epochs(X, Y, {params}, hyper, count, lrs, losses{tail}):")
     _alloc_lines(w, sizes, n)
+    if val_rows is not None:
+        _alloc_lines(w, sizes, val_rows, "V", "FV", grads=False)
     if not plain:
         for i, h in enumerate(("h1", "h2", "h3")):
             if _uses(rule, h):
@@ -258,6 +277,11 @@ def _fit_source(sizes, acts, loss, n, rule="sgd", l2=False):
     if plain:
         w("count[0] += 1")
     w("losses[e] = loss")
+    if val_rows is not None:
+        _forward_lines(w, sizes, acts, val_rows, "Xv", "V", "FV")
+        _loss_lines(w, sizes, loss, val_rows, f"V{len(sizes) - 2}", "Yv", "vtotal",
+                    grads=False)
+        w(f"val_losses[e] = {LOSS_MATH[loss].mean(G, 'vtotal', val_rows)}")
     if l2:  # the L2 term may overflow where the data term did not
         w.block("if not np.isfinite(loss):")("return e + 1").end()
     w.end()
@@ -636,7 +660,8 @@ _SOURCES = {  # kind -> (source generator, kernel function name)
 
 
 def kernel(kind, sizes, acts, loss, n, dtype, extra=None, rule="sgd", l2=False):
-    """The generated kernel of ``kind``: ``"fit"`` (full-batch epochs of one network),
+    """The generated kernel of ``kind``: ``"fit"`` (full-batch epochs of one network;
+    extra = None, or the rows of validation data whose loss it computes every epoch),
     ``"many"`` (full-batch sweep; extra = configurations per block) or ``"minibatch"``
     (mini-batch sweep; extra = batch size), for this architecture and row count. ``rule``
     (an update rule of the table) and ``l2`` (whether L2 is added): the fit kernel's
@@ -653,11 +678,12 @@ def kernel(kind, sizes, acts, loss, n, dtype, extra=None, rule="sgd", l2=False):
 def _kernel(kind, sizes, acts, loss, n, dtype, extra, rule, l2):
     make, name = _SOURCES[kind]
     spec = f"{kind} {list(sizes)} {acts} {loss} n={n} {dtype} extra={extra}"
-    args = (sizes, acts, loss, n) if extra is None else (sizes, acts, loss, n, extra)
-    kwargs = {}
+    args, kwargs = (sizes, acts, loss, n), {}
     if kind == "fit":
         spec += f" rule={rule} l2={l2}"
-        kwargs = {"rule": rule, "l2": l2}
+        kwargs = {"rule": rule, "l2": l2, "val_rows": extra}
+    elif extra is not None:
+        args += (extra,)
     return getattr(_load(_header(spec, dtype, n) + make(*args, **kwargs), spec), name)
 
 

@@ -52,6 +52,11 @@ class ModelSpec:
         """Number of weights (not biases) of one network."""
         return sum(a * b for a, b in zip(self.sizes, self.sizes[1:]))
 
+    @functools.cached_property
+    def units(self) -> int:
+        """Number of units (outputs of every layer) of one network."""
+        return sum(self.sizes[1:])
+
     @classmethod
     def of(cls, params, activations, loss, update="sgd", l2=False):
         """The spec of ``[(W, b), ...]`` (W (i, o) or stacked (C, i, o))."""
@@ -172,6 +177,7 @@ class TrainState:
         self.spec = ModelSpec.of(self.params, self.activations, loss)
         self.steps = {}  # batch rows -> the backend's prepared step (Backend.train_step)
         self.runs = {}  # (path, rows, batch_size) -> prepared epochs (Backend.prepare_epochs)
+        self.epochs_prepared = 0  # epochs prepare_epochs planned since the optimizer was set
         self._buffers = {}
         self.opt = OptimizerState(backend, self.params)
 
@@ -182,6 +188,7 @@ class TrainState:
                                  opt.l2 != 0.0)
         self.steps = {}
         self.runs = {}
+        self.epochs_prepared = 0
         for buf in self._buffers.values():
             buf.cache.clear()
 
@@ -608,14 +615,22 @@ class Backend:
 
     def prepare_epochs(self, state: TrainState, rows: int, batch_size: int | None = None,
                        epochs: int = 1):
-        """``train_epochs`` planned once: a callable ``run(X, Y, lrs, orders=None) ->
-        losses`` for ``rows`` samples of ``state`` in batches of ``batch_size``, bound to
-        the path planned for ``epochs`` epochs and kept on the state, so
-        a loop of calls (``fit``'s slices) plans, checks and builds kernel arguments
-        once. The path is planned (and recorded for ``use_path``) at every call."""
+        """``train_epochs`` planned once: a callable ``run(X, Y, lrs, orders=None,
+        val=None) -> losses`` for ``rows`` samples of ``state`` in batches of
+        ``batch_size``, kept on the state, so a loop of calls (``fit``'s slices) plans,
+        checks and builds kernel arguments once. The path is planned (and recorded for
+        ``use_path``) at every call, for ``epochs`` epochs plus the state's
+        ``epochs_prepared`` (the epochs over which a kernel's compile is paid). With
+        ``val=(Xv, Yv)`` (backend arrays) ``run`` returns ``(losses, val_losses)``: the
+        mean loss on (Xv, Yv) after each epoch's update (no L2 term, as
+        ``evaluate_loss``), NaN for epochs not run."""
         batch_size = batch_or_full(batch_size, rows)
-        return state.runner(self._dispatch("epochs", state.spec, rows, batch_size, 1, epochs),
-                            rows, batch_size)
+        # Planned for the epochs the state ran before too (``TrainState.epochs_prepared``):
+        # a kernel worth compiling for a long run is worth it for a loop of short ones.
+        path = self._dispatch("epochs", state.spec, rows, batch_size, 1,
+                              state.epochs_prepared + epochs)
+        state.epochs_prepared += epochs
+        return state.runner(path, rows, batch_size)
 
     def epochs_runner(self, path: str, state: TrainState, rows: int, batch_size):
         """``prepare_epochs``' callable for ``path`` (called once per state, path and
@@ -625,10 +640,39 @@ class Backend:
         full batches (``batch_or_full``)."""
         method = getattr(self, "_epochs_" + path)
 
-        def run(X, Y, lrs, orders=None):
+        def epochs(X, Y, lrs, orders=None):
             with numpy.errstate(over="ignore", invalid="ignore"):
                 return method(state, X, Y, lrs, batch_size, orders)
+        return self.validating(state, epochs)
+
+    def validating(self, state: TrainState, epochs):
+        """The runner of ``prepare_epochs`` made of ``epochs(X, Y, lrs, orders) ->
+        losses``: with ``val``, the epochs run one call each, each followed by
+        ``evaluate_loss`` on ``val`` (the values read from the device once per call)."""
+        def run(X, Y, lrs, orders=None, val=None):
+            if val is None:
+                return epochs(X, Y, lrs, orders)
+            k = len(lrs)
+            losses, val_losses, got = numpy.full(k, numpy.nan), numpy.full(k, numpy.nan), []
+            for e in range(k):
+                losses[e] = epochs(X, Y, lrs[e:e + 1], None if orders is None
+                                   else orders[e:e + 1])[0]
+                if not numpy.isfinite(losses[e]):
+                    break
+                with numpy.errstate(over="ignore", invalid="ignore"):
+                    got.append(self.evaluate_loss(state, *val))
+            if got:
+                val_losses[:len(got)] = self.to_numpy(self.xp.stack(got))
+            return losses, val_losses
         return run
+
+    def evaluate_loss(self, state: TrainState, X: Array, Y: Array) -> Array:
+        """Mean loss (no L2 term) of ``state``'s network on X (n, n_in), Y (n, n_out),
+        as a 0-d backend value (read without a host synchronisation here)."""
+        out = X
+        for (W, b), act in zip(state.params, state.activations):
+            out = self.dense_forward(out, W, b, act)
+        return self.loss(out, Y, state.loss)
 
     def all_finite(self, x: Array) -> bool:
         """Whether every element of the backend array ``x`` is finite (no NaN, no inf)."""

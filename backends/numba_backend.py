@@ -47,8 +47,9 @@ FUSED_MAX_WORK = 1 << 9
 LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (tanh, log1p)
 # Networks up to this size get kernels generated for their exact shape (full-batch fits
 # up to CODEGEN_MAX_ROWS rows, and sweeps), when a call has at least CODEGEN_MIN_WORK
-# sample-epochs: generating one costs about a second once (then it is cached on disk), so
-# short runs on a new shape use the generic kernels instead. `nnkit bench --scaling`
+# sample-epochs (a fit: with the epochs its network ran before, ``prepare_epochs``):
+# generating one costs about a second once (then it is cached on disk), so short runs on
+# a new shape use the generic kernels instead. `nnkit bench --scaling`
 # (README "How cost grows with the work", benchmarks/results/scaling-cpu.*) measured the
 # generated step fastest up to rows x weights ~64-82 k (h = 128 at 32 rows, 128 rows at
 # 320 weights), past these caps; they stay lower because each new shape costs a compile,
@@ -333,11 +334,21 @@ class NumbaBackend(StackedSweeps, Backend):
         if batch_size is not None:
             raise ValueError("the generated epochs path trains full batches only")
         kernel, args = _fit_kernel(state, rows), _fit_args(state)
+        validated = {}  # validation rows -> the kernel that also computes their loss
 
-        def run(X, Y, lrs, orders=None):
+        def run(X, Y, lrs, orders=None, val=None):
             losses = _nans(len(lrs))
-            kernel(X, Y, *args, _float64s(lrs), losses)
-            return losses
+            if val is None:
+                kernel(X, Y, *args, _float64s(lrs), losses)
+                return losses
+            Xv, Yv = val
+            nv = Xv.shape[0]
+            both = validated.get(nv)
+            if both is None:
+                both = validated[nv] = _fit_kernel(state, rows, nv)
+            val_losses = _nans(len(lrs))
+            both(X, Y, *args, _float64s(lrs), losses, Xv, Yv, val_losses)
+            return losses, val_losses
         return run
 
     def _epochs_kernel(self, kernel, state, rows, batch_size, contiguous=False):
@@ -357,7 +368,7 @@ class NumbaBackend(StackedSweeps, Backend):
             kernel(X, Y, Ws, bs, acts, loss, _float64s(lrs), bsz, orders, use_order, buf.Xb,
                    buf.Yb, As, Gs, dWs, dbs, losses, opt)
             return losses
-        return run
+        return self.validating(state, run)
 
     def all_finite(self, x):
         return bool(self.k.all_finite(x))
@@ -554,13 +565,14 @@ def _float64s(x):
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
-def _fit_kernel(state, n):
+def _fit_kernel(state, n, val_rows=None):
     """The generated fit kernel of ``state`` (architecture, loss, update rule, L2) for
-    batches of ``n`` rows."""
+    batches of ``n`` rows (``val_rows``: computing the loss on that many validation rows
+    after each epoch too)."""
     from ._numba_codegen import kernel as generated
     spec = state.spec
     return generated("fit", spec.sizes, state.activations, state.loss, n, spec.dtype,
-                     rule=state.opt.rule, l2=state.opt.l2 != 0.0)
+                     val_rows, rule=state.opt.rule, l2=state.opt.l2 != 0.0)
 
 
 def _fit_args(state):

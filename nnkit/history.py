@@ -22,8 +22,11 @@ class History:
 
     def extend(self, losses, lrs):
         """Append the records of several epochs (array-likes of equal length)."""
-        self._pending.append((np.asarray(losses, dtype=np.float64),
-                              np.asarray(lrs, dtype=np.float64)))
+        if not (type(losses) is np.ndarray and losses.dtype == np.float64):
+            losses = np.asarray(losses, dtype=np.float64)
+        if not (type(lrs) is np.ndarray and lrs.dtype == np.float64):
+            lrs = np.asarray(lrs, dtype=np.float64)
+        self._pending.append((losses, lrs))
 
     def _flush(self):
         # Converting thousands of epochs to floats is done once, when they are read.

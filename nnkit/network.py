@@ -126,7 +126,7 @@ class Network:
         """Train with ``optimizer`` and ``l2`` from now on, keeping the state when the
         optimizer (name or settings) is the one the state belongs to."""
         opt = get_optimizer(optimizer)
-        if opt != self._optimizer:
+        if opt is not self._optimizer and opt != self._optimizer:
             self._optimizer = opt
             self._state.set_optimizer(opt.settings(l2).state(self.backend, self._state.params))
         elif l2 != self._state.opt.l2:
@@ -203,7 +203,8 @@ class Network:
     def _snapshot(self):
         """Copies of the parameters and the optimizer state (its arrays and step count)."""
         opt = self._state.opt
-        return self._flat.copy(), [a.copy() for a in opt.arrays()], int(opt.t[0])
+        slots = opt.arrays()
+        return self._flat.copy(), [a.copy() for a in slots] if slots else slots, int(opt.t[0])
 
     def _restore(self, snapshot):
         xp = self.backend.xp
@@ -337,7 +338,7 @@ class Network:
         """Mean loss as a Python float on backend arrays X, Y returned by ``prepare``
         (no checks, no conversion: for callers that evaluate the same data many times)."""
         be = self.backend
-        return float(be.to_numpy(be.loss(self._kernel_output(X), Y, self.loss)))
+        return float(be.to_numpy(be.evaluate_loss(self._state, X, Y)))
 
     def gradients(self, X, Y, l2=0.0):
         """``[(dW, db), ...]`` of the mean loss over (X, Y) plus (l2/2) sum ||W||^2, as
@@ -416,77 +417,93 @@ class Network:
         # Every epoch's rate is checked up front; the first _RATES_UP_FRONT are kept (all of
         # them in any but enormous runs), later ones are computed again slice by slice.
         head = learning_rates(schedule, lr, min(epochs, _RATES_UP_FRONT))
-        for start in range(len(head), epochs, _RATES_UP_FRONT):
-            learning_rates(schedule, lr, min(_RATES_UP_FRONT, epochs - start), start)
+        if epochs > _RATES_UP_FRONT:
+            for start in range(_RATES_UP_FRONT, epochs, _RATES_UP_FRONT):
+                learning_rates(schedule, lr, min(_RATES_UP_FRONT, epochs - start), start)
 
         def rates(start, k):
             if start + k <= len(head):
                 return head[start:start + k]
             return learning_rates(schedule, lr, k, start)
         hist = History()
-        per_epoch = (val is not None or callback is not None or patience is not None
-                     or restore_best)
         done = 0
         if trace:
             from .trace import run_traced
             done = run_traced(self, X, Y, head, batch_size, check_positive_int("trace", trace),
                               hist, shuffle=shuffle)
-        bar = _progress_bar(progress, epochs, initial=done)
-        best = (np.inf, None, None)  # (monitored loss, epoch, params)
-        wait = 0
-        slicer = _Slicer(self.spec, n, epochs, batch_size, per_epoch, bar is not None)
-        previous = None  # the last chunk run: (its start snapshot, lrs, orders, last loss)
         # One path for the whole run (slices of other lengths would plan other kernels).
         run = self.backend.prepare_epochs(self._state, n, batch_size, epochs)
-        try:
+        per_epoch = callback is not None or patience is not None or restore_best
+        bar = _progress_bar(progress, epochs, initial=done)
+        slicer = _Slicer(self.spec, n, epochs, batch_size, per_epoch, bar is not None)
+        if done < epochs:
             # A run too short to be worth a SIGINT handler does not enter _stop_on_ctrl_c.
-            with (_stop_on_ctrl_c() if slicer.estimate(epochs) > 0.05
-                  else contextlib.nullcontext()):
-                while done < epochs:
-                    k = slicer.next_chunk(epochs - done)
-                    t0 = time.perf_counter()
-                    previous = self._run_chunk(run, X, Y, rates(done, k), batch_size, shuffle,
-                                               hist, done, previous)
-                    slicer.record(k, time.perf_counter() - t0)
-                    if STOP_REQUESTED.is_set():
-                        raise TrainingInterrupted(len(hist.loss), hist)
-                    done += k
-                    loss, rate = previous[3], float(previous[1][-1])  # the chunk's last epoch
+            with (_stop_on_ctrl_c() if slicer.estimate(epochs) > 0.05 else _NO_HANDLER):
+                try:
+                    self._train(run, X, Y, val, rates, epochs, done, batch_size, shuffle,
+                                hist, slicer, bar, (callback, patience, min_delta, restore_best))
+                except KeyboardInterrupt as exc:  # between slices (inside one: _run_chunk)
+                    if isinstance(exc, TrainingInterrupted):
+                        raise
+                    raise TrainingInterrupted(len(hist.loss), hist) from None
+                finally:
                     if bar is not None:
-                        bar.update(k)
-                        bar.set_postfix(loss=f"{loss:.4g}", lr=f"{rate:.3g}")
-                    if not per_epoch:
-                        continue
-                    record = {"epoch": done - 1, "loss": loss, "lr": rate}
-                    if val is not None:
-                        record["val_loss"] = self.evaluate_prepared(*val)
-                        hist.val_loss.append(record["val_loss"])
-                    if callback is not None:
-                        callback(done - 1, record)
-                    monitored = record.get("val_loss", record["loss"])
-                    if monitored < best[0] - min_delta:
-                        best = (monitored, done - 1, self._snapshot() if restore_best else None)
-                        wait = 0
-                    else:
-                        wait += 1
-                        if patience is not None and wait >= patience:
-                            hist.stopped_epoch = done - 1
-                            break
-        except KeyboardInterrupt as exc:  # between slices (inside one: _run_chunk)
-            if isinstance(exc, TrainingInterrupted):
-                raise
-            raise TrainingInterrupted(len(hist.loss), hist) from None
-        finally:
-            if bar is not None:
-                bar.close()
-        if restore_best and best[2] is not None:
-            self._restore(best[2])
-            hist.best_epoch = best[1]
+                        bar.close()
+        elif bar is not None:
+            bar.close()
         return hist
 
-    def _run_chunk(self, run, X, Y, lrs, batch_size, shuffle, hist, start_epoch, previous):
-        """Run len(lrs) epochs by ``run`` (``Backend.prepare_epochs``) and record them in
-        ``hist``; returns (start snapshot, lrs, orders, last loss) of this chunk. On
+    def _train(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist, slicer,
+               bar, controls):
+        """``fit``'s loop over slices of epochs from epoch ``done`` (``rates(start, k)``:
+        their learning rates): one epoch each with a callback, patience or restore_best
+        (``controls``)."""
+        callback, patience, min_delta, restore_best = controls
+        best_loss, best_epoch, best_params = math.inf, None, None
+        wait = 0
+        previous = None  # the last chunk run (see _run_chunk)
+        per_epoch = slicer.per_epoch
+        while done < epochs:
+            k = 1 if per_epoch else slicer.next_chunk(epochs - done)
+            lrs = rates(done, k)
+            t0 = time.perf_counter()
+            previous = self._run_chunk(run, X, Y, val, lrs, batch_size, shuffle, hist, done,
+                                       previous)
+            if STOP_REQUESTED.is_set():
+                raise TrainingInterrupted(len(hist.loss), hist)
+            if done + k < epochs and not per_epoch:
+                slicer.record(k, time.perf_counter() - t0)
+            done += k
+            if bar is not None:
+                bar.update(k)
+                bar.set_postfix(loss=f"{previous[3]:.4g}", lr=f"{float(lrs[-1]):.3g}")
+            if not per_epoch:
+                continue
+            record = {"epoch": done - 1, "loss": previous[3], "lr": float(lrs[-1])}
+            if val is not None:
+                record["val_loss"] = previous[4]
+            if callback is not None:
+                callback(done - 1, record)
+            monitored = previous[4] if val is not None else previous[3]
+            if monitored < best_loss - min_delta:
+                best_loss, best_epoch = monitored, done - 1
+                if restore_best:
+                    best_params = self._snapshot()
+                wait = 0
+            else:
+                wait += 1
+                if patience is not None and wait >= patience:
+                    hist.stopped_epoch = done - 1
+                    break
+        if best_params is not None:
+            self._restore(best_params)
+            hist.best_epoch = best_epoch
+
+    def _run_chunk(self, run, X, Y, val, lrs, batch_size, shuffle, hist, start_epoch,
+                   previous):
+        """Run len(lrs) epochs by ``run`` (``Backend.prepare_epochs``; validation losses
+        on ``val`` too when given) and record them in ``hist``; returns (start snapshot,
+        lrs, orders, last loss, last validation loss or None) of this chunk. On
         divergence see ``_keep_last_finite``; on Ctrl-C the parameters go back to the
         chunk's start."""
         orders = None
@@ -495,30 +512,40 @@ class Network:
             orders = np.stack([self.shuffle_order(n) for _ in range(len(lrs))])
             orders = self.backend.asarray(orders)
         snapshot = self._snapshot()
+        val_losses = None
         try:
             # A diverging run overflows on the way (``run`` keeps NumPy quiet about it);
             # it is reported as TrainingDiverged.
-            losses = run(X, Y, lrs, orders)
+            if val is None:
+                losses = run(X, Y, lrs, orders)
+            else:
+                losses, val_losses = run(X, Y, lrs, orders, val)
             # (the check of a one-epoch slice, as per-epoch fits run, is one float's)
             all_finite = (math.isfinite(losses[0]) if len(losses) == 1
                           else bool(np.isfinite(losses).all()))
             if all_finite and self._params_finite():
                 hist.extend(losses, lrs)
-                return snapshot, lrs, orders, float(losses[-1])
+                if val_losses is None:
+                    return snapshot, lrs, orders, float(losses[-1]), None
+                hist.val_loss.extend(val_losses.tolist())
+                return snapshot, lrs, orders, float(losses[-1]), float(val_losses[-1])
             if not all_finite and STOP_REQUESTED.is_set() and self._params_finite():
                 k = int(np.argmin(np.isfinite(losses)))  # Ctrl-C: a loop stopped after k
                 hist.extend(losses[:k], lrs[:k])
+                if val_losses is not None:
+                    hist.val_loss.extend(val_losses[:k].tolist())
                 return (snapshot, lrs[:k], None if orders is None else orders[:k],
-                        float(losses[k - 1]) if k else math.nan)
+                        float(losses[k - 1]) if k else math.nan,
+                        None if val_losses is None or not k else float(val_losses[k - 1]))
         except KeyboardInterrupt:
             if len(hist.loss) == start_epoch:  # this chunk is not in the history
                 self._restore(snapshot)
             raise TrainingInterrupted(len(hist.loss), hist) from None
-        self._keep_last_finite(run, X, Y, lrs, orders, losses, snapshot, previous, hist,
-                               start_epoch)
+        self._keep_last_finite(run, X, Y, lrs, orders, losses, val_losses, snapshot, previous,
+                               hist, start_epoch)
 
-    def _keep_last_finite(self, run, X, Y, lrs, orders, losses, snapshot, previous, hist,
-                          start_epoch):
+    def _keep_last_finite(self, run, X, Y, lrs, orders, losses, val_losses, snapshot,
+                          previous, hist, start_epoch):
         """After a diverged chunk: go back to the parameters at which the last finite
         epoch loss was measured (the start of that epoch), by re-running the chunk (or
         the previous one) from its snapshot on the same path; raise TrainingDiverged."""
@@ -527,9 +554,11 @@ class Network:
         keep = bad - 1  # the chunk's last epoch with a finite loss
         if keep >= 0:
             hist.extend(losses[:keep + 1], lrs[:keep + 1])
+            if val_losses is not None:
+                hist.val_loss.extend(val_losses[:keep + 1].tolist())
             self._rerun(run, snapshot, X, Y, lrs, keep, orders)
         elif previous is not None:  # the chunk's first epoch: the previous chunk's last
-            p_snapshot, p_lrs, p_orders, _ = previous
+            p_snapshot, p_lrs, p_orders = previous[:3]
             self._rerun(run, p_snapshot, X, Y, p_lrs, len(p_lrs) - 1, p_orders)
         else:
             self._restore(snapshot)  # epoch 0: the initial parameters
@@ -543,6 +572,9 @@ class Network:
         self._restore(snapshot)
         if k:
             run(X, Y, lrs[:k], None if orders is None else orders[:k])
+
+
+_NO_HANDLER = contextlib.nullcontext()
 
 
 def _flat_params(backend, dtype, host):
@@ -616,7 +648,7 @@ class _Slicer:
         self.cap = epochs if not progress else max(1, epochs // 100)
         if batch_size is not None:  # bounds the host memory of the sample orders
             self.cap = min(self.cap, max(1, _MAX_ORDER_INTS // n))
-        flops = 6 * n * spec.weights + 50 * n * sum(spec.sizes[1:])
+        flops = n * (6 * spec.weights + 50 * spec.units)
         self.epoch_s = flops / 0.5e9  # 0.5 GFLOP/s: slower than any compiled path here
 
     def estimate(self, epochs):

@@ -99,7 +99,8 @@ SCHEDULES = {"constant": Constant, "step": StepDecay, "exponential": Exponential
 def learning_rates(schedule, lr, epochs, start=0):
     """``schedule``'s rates for ``epochs`` epochs from ``start`` at base rate ``lr``
     (float64), checked: every rate finite and > 0 (ValueError naming lr_schedule)."""
-    schedule = get_schedule(schedule)
+    if type(schedule) is not Constant:
+        schedule = get_schedule(schedule)
     if type(schedule) is Constant:  # the common case: nothing to check beyond lr itself
         rates = np.empty(epochs)
         rates.fill(lr)  # (np.full costs twice as much on the short runs of a loop of fits)
