@@ -4,8 +4,10 @@ Measures, in one process with interleaved repeats (best and median of each):
 
 - ``fit(X, Y, epochs=1)`` on the OR gate (2-2-1 sigmoid, float64): the fixed cost of a
   call, wall clock and CPU time of the calling thread;
-- the cost per epoch of a fit that returns to Python after every epoch: with a callback,
-  with validation data, with ``patience`` (and ``restore_best``), minus the plain fit;
+- the cost per epoch of a callback, of validation data (its loss is computed inside the
+  run) and of ``patience`` (and ``restore_best``), minus the plain fit (a callback or
+  patience return to Python after every epoch);
+- ``fit(epochs=1)`` piece by piece (its floor: checks, plan, snapshot, the kernel call);
 - whole fits of the seed's 2-1 sigmoid net (2,000 epochs) and of the OR gate's 2-2-1
   net (5,000 epochs), float64, lr 0.01, against JAX ``jit(lax.scan)`` over the same
   epochs (``nnkit.bench.peers.make_jax_scan_epochs``, compiled before timing).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -97,6 +100,50 @@ def fixed_costs(repeats):
     return rows
 
 
+def fit_pieces(repeats):
+    """What one ``fit(epochs=1)`` of the OR gate (numba, float64, generated path) is made
+    of: each piece timed alone (CPU time of this thread, best of ``repeats``), and an
+    empty numba function of the generated kernel's signature (its call cost alone)."""
+    import numba
+    from nnkit.backends.numba_backend import _fit_args, _fit_kernel
+    from nnkit.history import History
+    from nnkit.schedules import learning_rates
+    X, Y = OR_221.data("float64")
+    net = OR_221.network(backend="numba", dtype="float64")
+    net.fit(X, Y, epochs=5000, lr=LR)  # the net has paid for its generated kernel
+    Xp, Yp = net.prepare(X, Y)
+    be, state = net.backend, net.train_state
+    run = be.prepare_epochs(state, 4, None, 1)
+    kernel, args = _fit_kernel(state, 4), _fit_args(state)
+    lrs, losses = np.full(1, LR), np.empty(1)
+
+    names = ", ".join(f"a{i}" for i in range(len(args) + 4))
+    scope = {}
+    exec(f"def empty({names}):\n    return 0", scope)  # the kernel's arity, no body
+    empty = numba.njit(scope["empty"])
+    empty(Xp, Yp, *args, lrs, losses)
+    pieces = {
+        "fit(epochs=1)": lambda: net.fit(X, Y, epochs=1, lr=LR),
+        "prepare(X, Y): checks, finite X and Y": lambda: net.prepare(X, Y),
+        "plan (prepare_epochs)": lambda: be.prepare_epochs(state, 4, None, 1),
+        "learning rates": lambda: learning_rates(None, LR, 1),
+        "History()": History,
+        "snapshot": net._snapshot,
+        "finite check of the parameters": net._params_finite,
+        "runner, one epoch": lambda: run(Xp, Yp, lrs),
+        "generated kernel, one epoch": lambda: kernel(Xp, Yp, *args, lrs, losses),
+        f"empty numba call, {len(args) + 4} array args": lambda: empty(Xp, Yp, *args, lrs,
+                                                                      losses),
+    }
+    out = {}
+    for name, fn in pieces.items():
+        best = math.inf
+        for _ in range(repeats):
+            best = min(best, _time(fn, 2000)[1])
+        out[name] = 1e6 * best
+    return out
+
+
 def versus_jax(repeats):
     """Whole float64 fits: nnkit numba vs JAX jit(lax.scan) over the same epochs."""
     try:
@@ -133,7 +180,8 @@ def main(argv=None):
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     result = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "load_before": load, "nnkit": nnkit.__version__, "numpy": np.__version__,
-              "fixed": fixed_costs(args.repeats), "versus_jax": versus_jax(args.repeats)}
+              "fixed": fixed_costs(args.repeats), "pieces": fit_pieces(args.repeats),
+              "versus_jax": versus_jax(args.repeats)}
     result["load_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for backend, row in result["fixed"].items():
         print(f"{backend} (path {row['path']}, {row['epochs']} epochs for the per-epoch rows):")
@@ -141,6 +189,9 @@ def main(argv=None):
             if isinstance(v, dict):
                 print(f"  {name:34s} wall {v['wall_us'][0]:8.2f} us (median "
                       f"{v['wall_us'][1]:8.2f})  cpu {v['cpu_us'][0]:8.2f} us")
+    print("numba fit(epochs=1), piece by piece (CPU time, best):")
+    for name, us in result["pieces"].items():
+        print(f"  {name:42s} {us:6.2f} us")
     for name, row in result["versus_jax"].items():
         if not isinstance(row, dict):
             print(f"JAX: {row}")

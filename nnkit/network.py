@@ -658,6 +658,8 @@ class _Slicer:
     def next_chunk(self, remaining):
         if self.per_epoch:
             return 1
+        if remaining <= self.cap and remaining * self.epoch_s <= self.TARGET_S:
+            return remaining  # (the common case, without the division)
         return max(1, min(remaining, self.cap, int(self.TARGET_S / self.epoch_s)))
 
     def record(self, epochs, seconds):
