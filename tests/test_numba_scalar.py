@@ -1,0 +1,87 @@
+"""The tiniest networks' generated fit kernels in scalar form (``_numba_scalar``): the
+same numbers as the loop form, to the bit, for every kind of update, loss and L2, with
+validation rows; and only below ``SCALAR_MAX_WORK``."""
+import numpy as np
+import pytest
+
+from nnkit.backends import backend_status
+
+pytestmark = pytest.mark.skipif(not backend_status("numba")[0], reason="numba not usable")
+
+# (sizes, activations, loss, rows, rule, l2, validation rows, dtype): within SCALAR_MAX_WORK
+CASES = [
+    ((2, 1), ("sigmoid",), "squared_error", 4, "sgd", False, None, "float64"),
+    ((2, 2, 1), ("tanh", "linear"), "binary_crossentropy", 3, "adam", True, 1, "float64"),
+    ((2, 2, 2), ("relu", "linear"), "categorical_crossentropy", 3, "nesterov", False, None,
+     "float32"),
+]
+
+
+def compiled(source, dtype):
+    from nnkit.backends import _numba_codegen as codegen
+    scope = {}
+    exec(codegen._header("test", dtype, 0) + source.replace("cache=True, ", ""), scope)
+    return scope["train_epochs"]
+
+
+def run(kernel, sizes, n, rule, val_rows, dtype, epochs=300):
+    """Every array the kernel takes, after ``epochs`` epochs from seeded values."""
+    from nnkit.backends._math import UPDATE_MATH
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)] if sizes[-1] > 1 \
+        else (rng.random((n, 1)) > 0.5).astype(dtype)
+    params = [p.astype(dtype) for a, b in zip(sizes, sizes[1:])
+              for p in (rng.normal(size=(a, b)), rng.normal(size=b) * 0.1)]
+    slots = [np.zeros_like(p) for _ in range(UPDATE_MATH[rule].slots) for p in params]
+    args = [X, Y, *params, *slots, np.array([0.9, 0.999, 1e-7, 0.01]),
+            np.zeros(1, np.int64), np.full(epochs, 0.05), np.empty(epochs)]
+    if val_rows:
+        args += [X[:val_rows].copy(), Y[:val_rows].copy(), np.empty(epochs)]
+    returned = kernel(*args)
+    return returned, args
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{'-'.join(map(str, c[0]))}-{c[4]}")
+def test_the_scalar_form_gives_the_loop_forms_numbers_to_the_bit(monkeypatch, case):
+    from nnkit.backends import _numba_codegen as codegen
+    sizes, acts, loss, n, rule, l2, val_rows, dtype = case
+    scalar_source = codegen._fit_source(sizes, acts, loss, n, rule, l2, val_rows)
+    monkeypatch.setattr(codegen, "SCALAR_MAX_WORK", -1)
+    loop_source = codegen._fit_source(sizes, acts, loss, n, rule, l2, val_rows)
+    assert "for k in range" in loop_source and "for k in range" not in scalar_source
+    assert "W0_0_0" in scalar_source and "np.empty" not in scalar_source
+    got = run(compiled(scalar_source, dtype), sizes, n, rule, val_rows, dtype)
+    want = run(compiled(loop_source, dtype), sizes, n, rule, val_rows, dtype)
+    assert got[0] == want[0]
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(got[1][-1]).all()  # it trained (losses, or validation losses)
+
+
+def test_a_diverging_scalar_kernel_writes_back_the_parameters_it_stopped_at(monkeypatch):
+    from nnkit.backends import _numba_codegen as codegen
+    X = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
+    out = {}
+    for form, limit in (("scalar", codegen.SCALAR_MAX_WORK), ("loop", -1)):
+        monkeypatch.setattr(codegen, "SCALAR_MAX_WORK", limit)
+        kernel = compiled(codegen._fit_source((2, 1), ("linear",), "squared_error", 4),
+                          "float64")
+        W, b, losses = np.array([[0.5], [-0.5]]), np.array([0.1]), np.full(200, np.nan)
+        stopped = kernel(X, np.ones((4, 1)), W, b, np.zeros(4), np.zeros(1, np.int64),
+                         np.full(200, 10.0), losses)
+        out[form] = stopped, W, b, losses
+    stopped, W, b, losses = out["scalar"]
+    assert stopped < 200 and not np.isfinite(losses[stopped - 1])
+    assert np.isfinite(W).all()  # the state at which the non-finite loss was measured
+    assert out["loop"][0] == stopped
+    for got, want in zip(out["scalar"][1:], out["loop"][1:]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_larger_kernels_keep_the_loop_form():
+    from nnkit.backends import _numba_codegen as codegen
+    from nnkit.backends._numba_scalar import SCALAR_MAX_WORK
+    sizes = (3, 4, 2)  # 20 weights
+    rows = SCALAR_MAX_WORK // 20 + 1
+    assert "for k in range" in codegen._fit_source(sizes, ("tanh", "linear"), "mse", rows)
