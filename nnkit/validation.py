@@ -91,11 +91,13 @@ def as_host_2d(arg, x, n_cols, backend, dtype, allow_1d_column=False):
     (used without a host copy). Checks: numeric, 2-D (n, n_cols), not empty, finite.
     """
     if type(x) is np.ndarray and x.ndim == 2 and x.shape[1] == n_cols and x.shape[0] \
-            and x.dtype == dtype and backend.xp is np and backend.is_own_array(x):
+            and x.dtype == dtype and backend.xp is np and backend.is_own_array(x) \
+            and x.flags.writeable:
         # The common case (a host array of the backend, already in ``dtype``): the checks
-        # below reduce to the finiteness one, and the conversion cannot overflow.
+        # below reduce to the finiteness one, and the conversion cannot overflow. (A
+        # read-only array takes the general path: see ``_writable``.)
         if x.dtype.kind == "f" and backend.all_finite(x):
-            return x if x.flags.c_contiguous else backend.asarray(x, dtype=dtype)
+            return x if x.flags.c_contiguous else _writable(x)
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(f"{arg}: masked arrays are not supported (their masked entries would "
                         "be used as numbers); fill them (x.filled(value)) or drop those rows")
@@ -132,7 +134,18 @@ def as_host_2d(arg, x, n_cols, backend, dtype, allow_1d_column=False):
         raise ValueError(f"{arg}: values up to {float(abs(x).max()):.3g} do not fit the "
                          f"network's dtype {np.dtype(dtype).name} (they become infinite); "
                          "scale the data or use dtype='float64'")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        out = _writable(out)
     return out
+
+
+def _writable(x):
+    """A writable C-contiguous copy of the host array ``x``. Data enters the kernels in
+    this one form: numba compiles a kernel once per argument type, and a read-only array
+    (a memory map, a broadcast, what scikit-learn's estimator checks pass) or a strided
+    one is a type of its own, so each would compile every kernel it reaches again
+    (seconds apiece) for no faster run than one copy of the data."""
+    return np.array(x, order="C", copy=True)
 
 
 def check_unit_interval(arg, Y, backend, why):

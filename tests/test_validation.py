@@ -128,3 +128,25 @@ def test_divergence_in_minibatches(backend):
         net.fit(X, Y * 1e3, epochs=500, lr=50.0, batch_size=3, shuffle=True)
     assert all(np.isfinite(W).all() for W, _ in net.get_params())
     assert all(np.isfinite(info.value.history.loss))
+
+
+@pytest.mark.parametrize("make", [
+    lambda a: np.lib.stride_tricks.as_strided(a, writeable=False),     # read-only
+    lambda a: np.asfortranarray(a),                                      # not C-contiguous
+    lambda a: np.broadcast_to(a[:1], a.shape),                           # both
+], ids=["read-only", "fortran", "broadcast"])
+def test_data_enters_as_writable_c_arrays(backend, make):
+    """Kernels get data in one form (numba compiles a kernel again for each array type:
+    scikit-learn's checks pass read-only arrays): a read-only or strided input is copied
+    once where it enters, the caller's array left as it was."""
+    net = nnkit.Network([nnkit.Dense(2, 1)], dtype="float64", backend=backend)
+    X = make(np.arange(8.0).reshape(4, 2))
+    Y = make(np.arange(4.0).reshape(4, 1))
+    before = (X.copy(), X.flags.writeable, Y.copy())
+    for given, got in zip((X, Y), net.prepare(X, Y)):
+        host = nnkit.get_backend(backend).to_numpy(got)
+        assert host.flags.c_contiguous and host.flags.writeable
+        np.testing.assert_array_equal(host, given)
+    np.testing.assert_array_equal(X, before[0])
+    assert X.flags.writeable == before[1]
+    np.testing.assert_array_equal(Y, before[2])
