@@ -452,7 +452,10 @@ def sum_squares(P):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+# optimizer_update_2d/_1d are compiled once per dtype rather than inlined into every
+# depth's optimizer_update (a cold test run compiled them 8 times: 32 -> 12 s of CPU;
+# the Adam epoch unchanged, 10.8-11.7 us either way).
+@njit(cache=True, error_model="numpy")
 def optimizer_update_2d(P, dP, S1, S2, rule, lr, h1, h2, h3, l2, c1, c2):
     """One update of a 2-D parameter P by rule code ``rule`` with L2 ``l2``; S1/S2 its
     state slots (zero-size where the rule keeps fewer). Returns (l2/2) ||P||^2 before
@@ -469,7 +472,7 @@ def optimizer_update_2d(P, dP, S1, S2, rule, lr, h1, h2, h3, l2, c1, c2):
     return penalty
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def optimizer_update_1d(p, g, S1, S2, rule, lr, h1, h2, h3, c1, c2):
     """One update of a bias vector (no L2) by rule code ``rule``."""
     if rule == SGD:
@@ -680,22 +683,21 @@ def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_ord
     for e in range(lrs.shape[0]):
         lr = lrs[e]
         total = 0.0
-        if full:
-            total = train_step(X, Y, n, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs, opt)
-        else:
-            start = 0
-            while start < n:
-                stop = min(start + batch_size, n)
-                nb = stop - start
-                if use_order:
-                    gather_rows(X, Y, orders[e], start, nb, Xb, Yb)
-                    loss = train_step(Xb, Yb, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs,
-                                      dbs, opt)
-                else:
-                    loss = train_step(X[start:stop], Y[start:stop], nb, Ws, bs, acts,
-                                      loss_kind, lr, As, Gs, dWs, dbs, opt)
+        start = 0
+        while start < n:  # one train_step call site: it is inlined (a third of the compile)
+            stop = n if full else min(start + batch_size, n)
+            nb = stop - start
+            if use_order:
+                gather_rows(X, Y, orders[e], start, nb, Xb, Yb)
+                Xs, Ys = Xb, Yb
+            else:
+                Xs, Ys = X[start:stop], Y[start:stop]
+            loss = train_step(Xs, Ys, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs, opt)
+            if full:
+                total = loss
+            else:
                 total += loss * (nb / n)
-                start = stop
+            start = stop
         losses[e] = total
         if not np.isfinite(total):
             return e + 1
