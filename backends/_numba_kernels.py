@@ -721,6 +721,12 @@ def train_epochs(X, Y, Ws, bs, acts, loss_kind, lrs, batch_size, orders, use_ord
 # Shuffled mini-batches are gathered element by element (gather_rows).
 
 
+@njit(cache=True, nogil=True)
+def gemm_into(a, b, out):
+    """out = a @ b by the gemm the blas path calls (for timing it alone)."""
+    np.dot(a, b, out)
+
+
 @intrinsic
 def gemm_update(typingctx, x, y, out, alpha, beta):
     """out = alpha * (x @ y) + beta * out by BLAS gemm, the one np.dot calls inside a

@@ -343,6 +343,11 @@ class Backend:
         """Wait until queued device work is done (a no-op on CPU backends).
         Benchmarks call it before reading a clock."""
 
+    def gemm(self, a: Array, b: Array, out: Array) -> Array:
+        """out = a @ b (2-D) by the BLAS this backend's training kernels call, so that
+        benchmarks can time a step's matmuls alone with the library the step uses."""
+        return self.xp.matmul(a, b, out=out)
+
     def versions(self) -> dict:
         """Package versions this backend runs on, for ``nnkit info``."""
         return {"numpy": numpy.__version__}

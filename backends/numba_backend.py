@@ -373,6 +373,14 @@ class NumbaBackend(StackedSweeps, Backend):
     def all_finite(self, x):
         return bool(self.k.all_finite(x))
 
+    def gemm(self, a, b, out):
+        """The blas path's gemm: np.dot inside a kernel (SciPy's BLAS, which need not be
+        NumPy's build); without SciPy, NumPy's matmul, as the blas path then uses."""
+        if not _blas_in_numba():
+            return super().gemm(a, b, out)
+        self.k.gemm_into(a, b, out)
+        return out
+
     def _sweep_generated(self, params, activations, loss, X, Y, lrs, factors, batch_size,
                          orders, update=None):
         """Full batch: blocks of configurations innermost in one generated kernel;

@@ -193,3 +193,19 @@ def test_blas_path_without_scipy_takes_the_reference_composition(monkeypatch):
     for (W, b), (W0, b0) in zip(net.get_params(), ref.get_params()):
         np.testing.assert_allclose(W, W0, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(b, b0, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_is_the_blas_paths_matmul_for_every_operand_layout(dtype):
+    """``Backend.gemm`` (what ``nnkit bench`` times a step's matmuls with) on C and
+    transposed (F) operands, against a float64 NumPy product."""
+    be = get_backend("numba")
+    rng = np.random.default_rng(7)
+    A, B = rng.normal(size=(37, 23)), rng.normal(size=(23, 19))
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for a, b in ((A, B), (np.ascontiguousarray(A.T).T, B),
+                 (A, np.ascontiguousarray(B.T).T)):
+        out = np.full((37, 19), np.nan, dtype=dtype)
+        got = be.gemm(a.astype(dtype, order="K"), b.astype(dtype, order="K"), out)
+        assert got is out
+        np.testing.assert_allclose(out, A @ B, rtol=tol, atol=tol)

@@ -52,7 +52,8 @@ def gemm_peak(backend, dtype, n=1024):
 
 def gemm_time(w, backend, dtype):
     """Seconds for just the matmuls of one training step of ``w`` (forward X W, backward
-    X^T dZ and dZ W^T) with the backend's BLAS: the roofline a step can approach."""
+    X^T dZ and dZ W^T) with the BLAS the backend's step calls (``Backend.gemm``): the
+    roofline a step can approach."""
     be = backend
     rng = np.random.default_rng(0)
     b = w.batch
@@ -63,14 +64,13 @@ def gemm_time(w, backend, dtype):
         dZ = be.asarray(rng.uniform(size=(b, o)), dtype)
         mats.append((X, W, dZ, be.empty((b, o), X.dtype), be.empty((i, o), X.dtype),
                      be.empty((b, i), X.dtype) if l else None))
-    xp = be.xp
 
     def run():
         for X, W, dZ, Z, dW, dX in mats:
-            xp.matmul(X, W, out=Z)
-            xp.matmul(X.T, dZ, out=dW)
+            be.gemm(X, W, Z)
+            be.gemm(X.T, dZ, dW)
             if dX is not None:
-                xp.matmul(dZ, W.T, out=dX)
+                be.gemm(dZ, W.T, dX)
 
     return time_per_call(run, be.synchronize, budget=0.3)
 
