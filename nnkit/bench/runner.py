@@ -278,6 +278,15 @@ def sweep_rows(backends, dtype, peers, nets, epochs, workload="or-gate"):
     return rows
 
 
+def _settle(quick):
+    """A pause before timing BLAS-bound work (not in --quick runs): OpenBLAS's threads
+    spin for a while after each call, and NumPy and SciPy (numba's BLAS) bring a pool
+    each, so a step timed right after the other library's work shared the cores with
+    its spinning threads (numba's mnist step: +10-20 % at times, measured)."""
+    if not quick:
+        time.sleep(0.3)
+
+
 def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
     """Measure every (workload, backend, dtype); returns a dict for JSON."""
     import nnkit
@@ -317,9 +326,11 @@ def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
                        "first_call_s": first_call_time(w, name, dtype)}
                 net, X, Y, step = step_setup(w, name, dtype)
                 row["path"] = execution_path(be, "step", net.spec, X.shape[0])
+                _settle(quick)
                 row["step_s"] = time_per_call(step, be.synchronize,
                                               budget=0.2 if quick else 0.5)
                 row["flops"] = w.flops_per_step()
+                _settle(quick)
                 row["gemm_s"] = gemm_time(w, be, dtype)
                 if w.tiny:
                     row["epoch_s"] = epoch_time(w, name, dtype, epochs)
