@@ -135,7 +135,8 @@ def cmd_bench(args):
               f"lowest {p['min_flops'] / 1e9:.1f})")
     print("path: the execution path the backend takes for the step (backend.plan); "
           "%peak: GFLOP/s over the GEMM peak above; "
-          "%gemm: time of the step's matmuls alone (same shapes, same BLAS) / step time "
+          "%gemm: time of the step's matmuls alone (same shapes, same BLAS, in "
+          "backpropagation's order) / step time "
           "('-': the BLAS calls alone take longer than the whole step, which then makes "
           "none: a fused kernel); 'noisy': a figure over 100 %, from a busy machine; "
           "first call: the first step in this process (JIT compile or cache load), "
