@@ -653,7 +653,8 @@ class Backend:
     def validating(self, state: TrainState, epochs):
         """The runner of ``prepare_epochs`` made of ``epochs(X, Y, lrs, orders) ->
         losses``: with ``val``, the epochs run one call each, each followed by
-        ``evaluate_loss`` on ``val`` (the values read from the device once per call)."""
+        ``evaluate_loss`` on ``val`` (the values read from the device once per call);
+        it stops after a whole epoch when ``STOP_REQUESTED`` is set (NaN after)."""
         def run(X, Y, lrs, orders=None, val=None):
             if val is None:
                 return epochs(X, Y, lrs, orders)
@@ -666,6 +667,8 @@ class Backend:
                     break
                 with numpy.errstate(over="ignore", invalid="ignore"):
                     got.append(self.evaluate_loss(state, *val))
+                if STOP_REQUESTED.is_set():  # Ctrl-C: end after this whole epoch
+                    break
             if got:
                 val_losses[:len(got)] = self.to_numpy(self.xp.stack(got))
             return losses, val_losses

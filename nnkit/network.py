@@ -435,7 +435,8 @@ class Network:
         run = self.backend.prepare_epochs(self._state, n, batch_size, epochs)
         per_epoch = callback is not None or patience is not None or restore_best
         bar = _progress_bar(progress, epochs, initial=done)
-        slicer = _Slicer(self.spec, n, epochs, batch_size, per_epoch, bar is not None)
+        slicer = _Slicer(self.spec, n, epochs, batch_size, per_epoch, bar is not None,
+                         0 if val is None else val[0].shape[0])
         if done < epochs:
             # A run too short to be worth a SIGINT handler does not enter _stop_on_ctrl_c.
             with (_stop_on_ctrl_c() if slicer.estimate(epochs) > 0.05 else _NO_HANDLER):
@@ -638,17 +639,20 @@ def _stop_on_ctrl_c(wanted=True):
 class _Slicer:
     """Epochs per backend call. A compiled backend runs a whole call without returning to
     Python, where Ctrl-C is handled, so long runs are cut into slices of about
-    ``TARGET_S`` seconds: the first sized by a deliberately slow estimate of an epoch,
-    the next ones by the measured time (growing at most 8x per slice)."""
+    ``TARGET_S`` seconds: the first sized by a deliberately slow estimate of an epoch
+    (its ``n`` training rows and ``val_rows`` validation rows, whose loss the run computes
+    after each epoch), the next ones by the measured time (growing at most 8x per
+    slice)."""
 
     TARGET_S = 0.2
 
-    def __init__(self, spec, n, epochs, batch_size, per_epoch, progress):
+    def __init__(self, spec, n, epochs, batch_size, per_epoch, progress, val_rows=0):
         self.per_epoch = per_epoch
         self.cap = epochs if not progress else max(1, epochs // 100)
         if batch_size is not None:  # bounds the host memory of the sample orders
             self.cap = min(self.cap, max(1, _MAX_ORDER_INTS // n))
-        flops = n * (6 * spec.weights + 50 * spec.units)
+        flops = (n * (6 * spec.weights + 50 * spec.units)
+                 + val_rows * (2 * spec.weights + 25 * spec.units))
         self.epoch_s = flops / 0.5e9  # 0.5 GFLOP/s: slower than any compiled path here
 
     def estimate(self, epochs):

@@ -74,6 +74,40 @@ def test_ctrl_c_stops_within_half_a_second_keeping_whole_epochs(backend, batch_s
         np.testing.assert_array_equal(b, b2)
 
 
+@needs_sigint
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_ctrl_c_with_a_large_validation_set_keeps_whole_epochs(backend):
+    """The validation loss is computed inside the run: a validation set far larger than
+    the training data must still give slices of about 0.2 s (the estimate counts its
+    rows) that stop after a whole epoch, keeping every epoch and its val_loss."""
+    rng = np.random.default_rng(1)
+    X, Y = nnkit.datasets.or_gate()
+    val = (rng.uniform(size=(40000, 2)), rng.uniform(size=(40000, 1)))
+    net = or_net(backend)
+    net.fit(X, Y, epochs=2000, lr=0.5, validation_data=val)  # compile outside the clock
+    start = net.get_params()
+    began = time.perf_counter()
+    sent, timer = interrupt_after(0.4)
+    try:
+        with pytest.raises(nnkit.TrainingInterrupted) as info:
+            net.fit(X, Y, epochs=10**7, lr=0.5, validation_data=val, progress=False)
+        caught = time.perf_counter()
+    finally:
+        timer.cancel()
+    # (a compiled slice holds the GIL, so the timer's thread itself may fire late: the
+    # whole fit's time bounds the slice length too)
+    assert caught - sent[0] < 0.5 and caught - began < 2.0
+    epochs, hist = info.value.epoch, info.value.history
+    assert epochs == len(hist.loss) == len(hist.val_loss) > 0
+    again = or_net(backend)
+    again.set_params(start)
+    again.fit(X, Y, epochs=epochs, lr=0.5)
+    for (W, b), (W2, b2) in zip(net.get_params(), again.get_params()):
+        np.testing.assert_allclose(W, W2, rtol=1e-10)
+        np.testing.assert_allclose(b, b2, rtol=1e-10)
+    assert hist.val_loss[-1] == pytest.approx(again.evaluate(*val), rel=1e-10)
+
+
 # --- divergence ----------------------------------------------------------------------
 def exploding(backend, dtype="float64"):
     X, Y = nnkit.datasets.or_gate()
