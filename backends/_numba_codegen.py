@@ -290,7 +290,7 @@ def _fit_source(sizes, acts, loss, n, rule="sgd", l2=False, val_rows=None):
     w("return lrs.shape[0]")
     source = "\n".join(w.lines) + "\n"
     weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
-    if (n + (val_rows or 0)) * weights > SCALAR_MAX_WORK:
+    if (n + (val_rows or 0)) * (weights + sum(sizes[1:])) > SCALAR_MAX_WORK:
         return source
     return scalarize(source, *_scalar_layout(sizes, n, rule, val_rows))
 

@@ -82,6 +82,9 @@ def test_a_diverging_scalar_kernel_writes_back_the_parameters_it_stopped_at(monk
 def test_larger_kernels_keep_the_loop_form():
     from nnkit.backends import _numba_codegen as codegen
     from nnkit.backends._numba_scalar import SCALAR_MAX_WORK
-    sizes = (3, 4, 2)  # 20 weights
-    rows = SCALAR_MAX_WORK // 20 + 1
+    sizes = (3, 4, 2)  # 20 weights, 6 units
+    rows = SCALAR_MAX_WORK // 26 + 1
     assert "for k in range" in codegen._fit_source(sizes, ("tanh", "linear"), "mse", rows)
+    # a wide output counts its units: a 1-24 softmax on one row keeps the loop form
+    assert "for k in range" in codegen._fit_source((1, 24), ("linear",),
+                                                   "categorical_crossentropy", 1)
