@@ -430,7 +430,7 @@ class Network:
         if trace:
             from .trace import run_traced
             done = run_traced(self, X, Y, head, batch_size, check_positive_int("trace", trace),
-                              hist, shuffle=shuffle)
+                              hist, shuffle=shuffle, val=val)
         # One path for the whole run (slices of other lengths would plan other kernels).
         run = self.backend.prepare_epochs(self._state, n, batch_size, epochs)
         per_epoch = callback is not None or patience is not None or restore_best

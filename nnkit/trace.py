@@ -10,11 +10,13 @@ def _fmt(name, a):
     return f"    {name:<3}= {body}".replace("\n", "\n" + " " * 10)
 
 
-def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, shuffle=False, out=None):
+def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, shuffle=False, out=None,
+               val=None):
     """Train update by update, printing Z, A, dA, dZ, dW, db and the new W, b of every
     layer for the first ``n_updates`` updates; returns the number of whole epochs done.
     Shuffled mini-batches draw from the network's generator as ``fit`` does, so a traced
-    run equals an untraced one."""
+    run equals an untraced one. ``val`` (prepared Xv, Yv): each epoch's validation loss
+    is recorded too, as ``fit`` records it."""
     import sys
     out = out or sys.stdout
     be = net.backend
@@ -58,5 +60,7 @@ def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, shuffle=False, out=N
                           file=out)
             update += 1
         hist.extend([total], [lr])
+        if val is not None:
+            hist.val_loss.append(net.evaluate_prepared(*val))
         epoch += 1
     return epoch

@@ -132,3 +132,22 @@ def test_traced_shuffled_run_equals_untraced(backend, capsys):
     assert "update 5 (epoch 1" in capsys.readouterr().out
     np.testing.assert_allclose(traced[0], plain[0], rtol=1e-12)
     np.testing.assert_allclose(traced[1][0][0], plain[1][0][0], rtol=1e-12)
+
+
+def test_a_traced_run_records_its_validation_losses_too(backend, capsys):
+    """The traced epochs record val_loss as the untraced ones do: the two histories stay
+    the same length, and equal to the untraced run's."""
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(8, 2)), rng.uniform(size=(8, 1))
+    val = (rng.normal(size=(5, 2)), rng.uniform(size=(5, 1)))
+
+    def run(trace):
+        net = nnkit.Network([nnkit.Dense(2, 3, "tanh"), nnkit.Dense(3, 1, "sigmoid")],
+                            dtype="float64", seed=3, backend=backend)
+        return net.fit(X, Y, epochs=6, lr=0.3, validation_data=val, trace=trace)
+
+    traced, plain = run(3), run(None)
+    capsys.readouterr()
+    assert len(traced.val_loss) == len(traced.loss) == 6
+    np.testing.assert_allclose(traced.val_loss, plain.val_loss, rtol=1e-12)
+    np.testing.assert_allclose(traced.loss, plain.loss, rtol=1e-12)
