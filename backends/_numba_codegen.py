@@ -6,16 +6,16 @@ rows, the activations, the loss and the dtype are written into the source as
 constants, so LLVM unrolls and vectorises (the tiniest fit kernels are unrolled here
 already, every element a local variable: ``_numba_scalar``). Sigmoid is
 ``_numba_kernels.sigmoid64`` / ``sigmoid32``, on exps built from arithmetic and a bit
-cast, which vectorise (this llvmlite has no SVML, so ``math.exp`` in a loop does not). Three kernels: a full-batch fit; a
-full-batch sweep block that lays configurations out last (``W[k, j, c]``) so the innermost
-loop runs across them; and one configuration of a mini-batch sweep, running its own
-shuffled mini-batch loop. The sweep kernels release the GIL: the numba backend runs blocks
-(configurations) on a pool of threads, each taking the next while any is left, so a thread
-slowed by another process on its core takes fewer instead of holding the others up (a
-``prange`` splits its iterations evenly up front under numba's OpenMP layer, whatever the
-chunk size; and a ``parallel=True`` wrapper made numba re-optimise the inlined block,
-two thirds of a sweep kernel's compile time). Each block is computed alone, so which
-thread runs it never changes a number.
+cast, which vectorise (this llvmlite has no SVML, so ``math.exp`` in a loop does not).
+Three kernels: a full-batch fit; a full-batch sweep block that lays configurations out
+last (``W[k, j, c]``) so the innermost loop runs across them; and one configuration of a
+mini-batch sweep, running its own shuffled mini-batch loop. The sweep kernels release the
+GIL: the numba backend runs blocks (configurations) on a pool of threads, each taking the
+next while any is left, so a thread slowed by another process on its core takes fewer
+instead of holding the others up (a ``prange`` splits its iterations evenly up front under
+numba's OpenMP layer, whatever the chunk size; and a ``parallel=True`` wrapper made numba
+re-optimise the inlined block, two thirds of a sweep kernel's compile time). Each block is
+computed alone, so which thread runs it never changes a number.
 
 The source is written to a file (``NNKIT_CACHE_DIR``, else ``~/.cache/nnkit``, folder
 ``numba-kernels``) and imported, so numba's ``cache=True`` keeps the compiled code for later
@@ -296,22 +296,16 @@ def _fit_source(sizes, acts, loss, n, rule="sgd", l2=False, val_rows=None):
 
 
 def _scalar_layout(sizes, n, rule, val_rows):
-    """``scalarize``'s data, state, scratch and flat views of the fit kernel's arrays."""
+    """``scalarize``'s data and state: the fit kernel's array arguments, by shape."""
     data = {"X": (n, sizes[0]), "Y": (n, sizes[-1])}
     if val_rows is not None:
         data.update(Xv=(val_rows, sizes[0]), Yv=(val_rows, sizes[-1]))
-    state, scratch, flat = {}, {}, {}
+    state = {}
     for l in range(len(sizes) - 1):
-        i, o = sizes[l], sizes[l + 1]
-        state.update({f"W{l}": (i, o), f"b{l}": (o,)})
-        scratch.update({f"A{l}": (n, o), f"G{l}": (n, o), f"dW{l}": (i, o), f"db{l}": (o,)})
-        flat[f"F{l}"] = (f"A{l}", o)
-        if val_rows is not None:
-            scratch[f"V{l}"] = (val_rows, o)
-            flat[f"FV{l}"] = (f"V{l}", o)
+        state.update({f"W{l}": (sizes[l], sizes[l + 1]), f"b{l}": (sizes[l + 1],)})
     for name in _state_params(sizes, rule):  # S{slot}{W|b}{layer}: shaped as the parameter
         state[name] = state[name[2:]]
-    return data, state, scratch, flat
+    return data, state
 
 
 def _minibatch_source(sizes, acts, loss, n, batch):
@@ -349,6 +343,7 @@ def _minibatch_source(sizes, acts, loss, n, batch):
 
 
 _FLUSH = 32  # epochs of losses buffered per block in the sweep kernel
+
 
 def _many_source(sizes, acts, loss, n, block):
     """train_block(X, Y, W0, b0, ..., lrs, factors, losses, div): one block of `block`

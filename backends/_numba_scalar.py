@@ -115,15 +115,32 @@ def _elements(shape):
     return itertools.product(*map(range, shape))
 
 
-def scalarize(source, data, state, scratch, flat):
+def _allocations(body):
+    """The prologue's per-call arrays: {array: shape} of its ``A = np.empty(shape, DT)``
+    lines and {view: (array, columns)} of its flat views ``F = A.reshape(size)``."""
+    scratch, flat = {}, {}
+    for st in body:
+        call = st.value if isinstance(st, ast.Assign) else None
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+            continue
+        name, owner = st.targets[0].id, getattr(call.func.value, "id", None)
+        if owner == "np" and call.func.attr == "empty":
+            shape = ast.literal_eval(call.args[0])
+            scratch[name] = shape if isinstance(shape, tuple) else (shape,)
+        elif owner in scratch and call.func.attr == "reshape":
+            flat[name] = (owner, scratch[owner][1])
+    return scratch, flat
+
+
+def scalarize(source, data, state):
     """``source`` (a generated fit kernel: prologue, then ``for e in range(...)`` over
     the epochs) in scalar form. ``data``: {array: shape} read once before the epochs
     (X, Y, validation data); ``state``: {array: shape} read before the epochs and written
-    back after them (parameters, optimizer slots); ``scratch``: {array: shape} the
-    per-epoch arrays, whose allocations (and those of their ``flat`` views, {view:
-    (array, columns)}) are dropped."""
+    back after them (parameters, optimizer slots). The prologue's per-call arrays and
+    their flat views become locals; their allocations are dropped."""
     tree = ast.parse(source)
     fn = tree.body[0]
+    scratch, flat = _allocations(fn.body)
     dropped = {**scratch, **flat}
     body = [st for st in fn.body
             if not (isinstance(st, ast.Assign) and getattr(st.targets[0], "id", None) in dropped)]
