@@ -674,13 +674,18 @@ class Backend:
             return losses, val_losses
         return run
 
-    def evaluate_loss(self, state: TrainState, X: Array, Y: Array) -> Array:
-        """Mean loss (no L2 term) of ``state``'s network on X (n, n_in), Y (n, n_out),
-        as a 0-d backend value (read without a host synchronisation here)."""
+    def network_output(self, state: TrainState, X: Array) -> Array:
+        """The last layer's kernel output (n, n_out) of ``state``'s network on X (n, n_in),
+        a new array: for binary_crossentropy the logits (no output sigmoid or softmax)."""
         out = X
         for (W, b), act in zip(state.params, state.activations):
             out = self.dense_forward(out, W, b, act)
-        return self.loss(out, Y, state.loss)
+        return out
+
+    def evaluate_loss(self, state: TrainState, X: Array, Y: Array) -> Array:
+        """Mean loss (no L2 term) of ``state``'s network on X (n, n_in), Y (n, n_out),
+        as a 0-d backend value (read without a host synchronisation here)."""
+        return self.loss(self.network_output(state, X), Y, state.loss)
 
     def all_finite(self, x: Array) -> bool:
         """Whether every element of the backend array ``x`` is finite (no NaN, no inf)."""

@@ -281,16 +281,8 @@ class Network:
         per epoch, so code that draws its own orders here stays in step with ``fit``."""
         return self._shuffle_rng.permutation(n)
 
-    def _kernel_output(self, X):
-        """The last layer's kernel output (n, n_outputs), a new array: for
-        binary_crossentropy the logits."""
-        out = X
-        for (W, b), act in zip(self._state.params, self._state.activations):
-            out = self.backend.dense_forward(out, W, b, act)
-        return out
-
     def _forward(self, X):
-        out = self._kernel_output(X)
+        out = self.backend.network_output(self._state, X)
         if self._output == "sigmoid":
             self.backend.activation_forward(out, "sigmoid", out=out)
         elif self._output == "softmax":
