@@ -32,6 +32,22 @@ def interrupt_after(seconds):
     return sent, timer
 
 
+def interrupted(fit, after):
+    """Run ``fit()``, which must raise TrainingInterrupted, with a SIGINT sent ``after``
+    seconds in; returns (that exception, seconds from sending the signal to catching it,
+    seconds from the start of ``fit`` to catching it). A compiled slice holds the GIL, so
+    the timer's thread may send late: the whole run's time bounds a slice too."""
+    began = time.perf_counter()
+    sent, timer = interrupt_after(after)
+    try:
+        with pytest.raises(nnkit.TrainingInterrupted) as info:
+            fit()
+        caught = time.perf_counter()
+    finally:
+        timer.cancel()
+    return info.value, caught - sent[0], caught - began
+
+
 SIGINT_USABLE = (os.name != "nt" and hasattr(signal, "SIGINT")
                  and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 needs_sigint = pytest.mark.skipif(
@@ -54,17 +70,13 @@ def test_ctrl_c_stops_within_half_a_second_keeping_whole_epochs(backend, batch_s
     net = make()
     net.fit(X, Y, epochs=300, lr=0.05, batch_size=batch_size)  # compile outside the clock
     start = net.get_params()
-    sent, timer = interrupt_after(0.4)
-    try:
-        with pytest.raises(nnkit.TrainingInterrupted) as info:
-            net.fit(X, Y, epochs=10**7, lr=0.05, batch_size=batch_size, progress=False)
-        caught = time.perf_counter()
-    finally:
-        timer.cancel()
-    assert isinstance(info.value, KeyboardInterrupt)
-    assert caught - sent[0] < 0.5
-    epochs = info.value.epoch
-    assert epochs == len(info.value.history.loss) > 0  # every whole epoch is kept
+    exc, after_signal, _ = interrupted(
+        lambda: net.fit(X, Y, epochs=10**7, lr=0.05, batch_size=batch_size, progress=False),
+        0.4)
+    assert isinstance(exc, KeyboardInterrupt)
+    assert after_signal < 0.5
+    epochs = exc.epoch
+    assert epochs == len(exc.history.loss) > 0  # every whole epoch is kept
     # The parameters are those of exactly `epochs` whole epochs, to the bit.
     again = make()
     again.set_params(start)
@@ -86,18 +98,11 @@ def test_ctrl_c_with_a_large_validation_set_keeps_whole_epochs(backend):
     net = or_net(backend)
     net.fit(X, Y, epochs=2000, lr=0.5, validation_data=val)  # compile outside the clock
     start = net.get_params()
-    began = time.perf_counter()
-    sent, timer = interrupt_after(0.4)
-    try:
-        with pytest.raises(nnkit.TrainingInterrupted) as info:
-            net.fit(X, Y, epochs=10**7, lr=0.5, validation_data=val, progress=False)
-        caught = time.perf_counter()
-    finally:
-        timer.cancel()
-    # (a compiled slice holds the GIL, so the timer's thread itself may fire late: the
-    # whole fit's time bounds the slice length too)
-    assert caught - sent[0] < 0.5 and caught - began < 2.0
-    epochs, hist = info.value.epoch, info.value.history
+    exc, after_signal, in_all = interrupted(
+        lambda: net.fit(X, Y, epochs=10**7, lr=0.5, validation_data=val, progress=False),
+        0.4)
+    assert after_signal < 0.5 and in_all < 2.0
+    epochs, hist = exc.epoch, exc.history
     assert epochs == len(hist.loss) == len(hist.val_loss) > 0
     again = or_net(backend)
     again.set_params(start)
@@ -233,10 +238,5 @@ def test_second_ctrl_c_interrupts_at_once_and_handlers_are_restored():
     after fit, so a Ctrl-C outside training is an ordinary KeyboardInterrupt."""
     X, Y = nnkit.datasets.or_gate()
     net = or_net("numpy")
-    sent, timer = interrupt_after(0.3)
-    try:
-        with pytest.raises(nnkit.TrainingInterrupted):
-            net.fit(X, Y, epochs=10**6, lr=0.5, progress=False)
-    finally:
-        timer.cancel()
+    interrupted(lambda: net.fit(X, Y, epochs=10**6, lr=0.5, progress=False), 0.3)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
