@@ -18,10 +18,10 @@ CASES = [
 
 
 def compiled(source, dtype):
+    """The kernel of ``source``, loaded as the backend loads its own (cached on disk, so
+    a warm run does not compile it again)."""
     from nnkit.backends import _numba_codegen as codegen
-    scope = {}
-    exec(codegen._header("test", dtype, 0) + source.replace("cache=True, ", ""), scope)
-    return scope["train_epochs"]
+    return codegen._load(codegen._header("test", dtype, 0) + source, "test").train_epochs
 
 
 def run(kernel, sizes, n, rule, val_rows, dtype, epochs=300):
