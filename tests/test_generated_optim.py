@@ -58,9 +58,21 @@ def fit_both(arch, optimizer, l2, dtype="float64", epochs=(60, 40), call="epochs
     return nets[0], nets[1], np.array(losses[0]), np.array(losses[1])
 
 
-@pytest.mark.parametrize("l2", [0.0, 0.01])
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
-@pytest.mark.parametrize("arch", ARCHS)
+# Each case is a kernel of its own to compile (~2 s): every update rule on both
+# architectures and every rule with and without L2, in 8 kernels instead of the 16 of the
+# full product (the rule, the L2 term and the loss are separate lines of the source).
+FLOAT64_CASES = [("ce", "sgd", 0.0), ("ce", "momentum", 0.01), ("ce", "nesterov", 0.0),
+                 ("ce", "adam", 0.01), ("or", "sgd", 0.01), ("or", "momentum", 0.0),
+                 ("or", "nesterov", 0.01), ("or", "adam", 0.0)]
+
+
+def test_the_float64_cases_cover_every_pair():
+    assert {(a, o) for a, o, _ in FLOAT64_CASES} == {(a, o) for a in ARCHS for o in OPTIMIZERS}
+    assert {(o, l2) for _, o, l2 in FLOAT64_CASES} == {(o, l2) for o in OPTIMIZERS
+                                                       for l2 in (0.0, 0.01)}
+
+
+@pytest.mark.parametrize("arch,optimizer,l2", FLOAT64_CASES)
 def test_generated_fit_matches_reference_float64(arch, optimizer, l2):
     ref, gen, lref, lgen = fit_both(arch, optimizer, l2)
     np.testing.assert_allclose(lgen, lref, rtol=1e-9, atol=1e-13)
@@ -73,8 +85,7 @@ def test_generated_fit_matches_reference_float64(arch, optimizer, l2):
         np.testing.assert_allclose(np.asarray(a1), np.asarray(a0), rtol=1e-9, atol=1e-13)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch,optimizer", [("or", "sgd"), ("ce", "adam")])
 def test_generated_fit_matches_reference_float32(arch, optimizer):
     _, _, lref, lgen = fit_both(arch, optimizer, 0.01, "float32", epochs=(100,))
     np.testing.assert_allclose(lgen, lref, rtol=1e-4)
