@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import nnkit
-from nnkit.bench import WORKLOADS, execution_path
+from nnkit.bench import WORKLOADS, execution_path, interleaved_times
 
 
 def test_workload_flop_count_by_hand():
@@ -29,6 +29,19 @@ def test_execution_path_asks_the_backends_plan_or_says_dash():
             == "sweep (64, 64, 10) 256 None 64 20")
     path = execution_path(nnkit.get_backend("numpy"), "step", net.spec, 256)
     assert isinstance(path, str) and path
+
+
+def test_interleaved_times_alternate_the_functions_and_keep_each_ones_best(monkeypatch):
+    import nnkit.bench.runner as runner
+    calls, settled = [], []
+    durations = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 5.0, 5.0])}
+    # each time_per_call "measures" its function's next duration
+    monkeypatch.setattr(runner, "time_per_call",
+                        lambda fn, sync, budget: (fn(), next(durations[calls[-1]]))[1])
+    best = interleaved_times([lambda: calls.append("a"), lambda: calls.append("b")], None,
+                             rounds=3, budget=0.1, settle=lambda: settled.append(1))
+    assert calls == ["a", "b"] * 3  # in turn, round by round
+    assert best == [1.0, 5.0] and settled == [1]
 
 
 def test_bench_quick_agrees_across_backends(tmp_path):
