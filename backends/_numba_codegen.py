@@ -56,6 +56,7 @@ from numba import njit
 
 # exp(min(z, 0)) / (1 + exp(-|z|)), the reference backend's formula, in DT arithmetic
 from nnkit.backends._numba_kernels import {sigf} as _sigmoid, exp64 as _exp  # noqa: F401
+from nnkit.backends._numba_kernels import {tanhf} as _tanh  # noqa: F401
 
 # _numba_kernels source hash (a new file, so no stale numba cache, when it changes): {mathhash}
 DT = np.{dtype}
@@ -668,8 +669,9 @@ def _clear_numba_cache(index):
 
 
 def _header(spec, dtype, n):
-    sigf = "sigmoid32" if dtype == "float32" else "sigmoid64"
-    return _HEADER.format(spec=spec, dtype=dtype, n=n, sigf=sigf, mathhash=_MATH_HASH) + "\n\n"
+    sigf, tanhf = ("sigmoid32", "tanh32") if dtype == "float32" else ("sigmoid64", "tanh64")
+    return _HEADER.format(spec=spec, dtype=dtype, n=n, sigf=sigf, tanhf=tanhf,
+                          mathhash=_MATH_HASH) + "\n\n"
 
 
 _SOURCES = {  # kind -> (source generator, kernel function name)

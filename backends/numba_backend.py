@@ -15,8 +15,8 @@ with ``nnkit bench``; ``Backend.use_path`` forces one):
 - ``"stacked"`` / ``"batched"``: the sweep engine of ``stacked.py``, with its
   elementwise steps as serial kernels.
 
-Elementwise loops vectorise thanks to an arithmetic exp (this llvmlite has no SVML);
-loops over libm calls (tanh, log1p) are used only up to ``LOOP_MAX_ELEMENTS``. Nothing
+Elementwise loops vectorise thanks to an arithmetic exp and tanh (this llvmlite has no
+SVML); loops over libm calls (log1p, log) are used only up to ``LOOP_MAX_ELEMENTS``. Nothing
 compiles at import: each kernel compiles (or loads from numba's disk cache) on first use.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ LOOP_MAX_WORK = 1 << 16
 # below ~300 (batch 1 up to ~600: 32-16-4 1.4 vs 1.8 us a step), BLAS from ~700
 # (8-8-2 at batch 16: 1.15-1.4x; digits 64-32-10 at batch 64: 5x).
 FUSED_MAX_WORK = 1 << 9
-LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (tanh, log1p)
+LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (log1p, log)
 # Networks up to this size get kernels generated for their exact shape (full-batch fits
 # up to CODEGEN_MAX_ROWS rows, and sweeps), when a call has at least CODEGEN_MIN_WORK
 # sample-epochs (a fit: with the epochs its network ran before, ``prepare_epochs``):
@@ -115,14 +115,14 @@ class NumbaBackend(StackedSweeps, Backend):
 
     @staticmethod
     def _elementwise_loops(*arrays, scalar_math=False):
-        """Elementwise loops vectorise (``_numba_kernels.exp64``) except over libm calls
-        (tanh, log1p), where NumPy's SIMD ufuncs win on all but small arrays."""
+        """Elementwise loops vectorise (``_numba_kernels.exp64``, ``tanh64``) except over
+        libm calls (log1p, log), where NumPy's SIMD ufuncs win on all but small arrays."""
         return all(a.flags.c_contiguous and a.ndim == 2 for a in arrays) and (
             not scalar_math or sum(a.size for a in arrays) <= LOOP_MAX_ELEMENTS)
 
     # ------------------------------------------------------------- primitives
     def activation_forward(self, Z, activation, out=None):
-        if not self._elementwise_loops(Z, scalar_math=activation == "tanh"):
+        if not self._elementwise_loops(Z):
             return super().activation_forward(Z, activation, out)
         if out is Z:
             self.k.activation_inplace(Z, _act(activation), Z.shape[0])
@@ -138,7 +138,7 @@ class NumbaBackend(StackedSweeps, Backend):
                 out = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
             self.k.dense_forward(X, W, b, _act(activation), out, X.shape[0])
             return out
-        if activation == "tanh" or X.ndim > W.ndim or not b.flags.c_contiguous:
+        if X.ndim > W.ndim or not b.flags.c_contiguous:
             return super().dense_forward(X, W, b, activation, out)
         out = np.matmul(X, W, out=out)  # BLAS, then bias + activation in one pass
         if W.ndim == 2:

@@ -1,12 +1,13 @@
-"""The numba backend's arithmetic exp (it replaces libm's so that loops vectorise) against
-NumPy's exp, in ulps, and its special values."""
+"""The numba backend's arithmetic exp and tanh (they replace libm's so that loops
+vectorise) against NumPy's or a more precise result, in ulps, and their special values."""
 import numpy as np
 import pytest
 
 pytest.importorskip("numba")
 from numba import njit  # noqa: E402
 
-from nnkit.backends._numba_kernels import exp32, exp64, sigmoid32, sigmoid64  # noqa: E402
+from nnkit.backends._numba_kernels import (exp32, exp64, sigmoid32, sigmoid64,  # noqa: E402
+                                           tanh32, tanh64)
 
 
 @njit(error_model="numpy")
@@ -68,3 +69,42 @@ def test_sigmoid_matches_reference_formula_and_keeps_nan():
     np.testing.assert_allclose(out32[:-3], ref32, rtol=1e-6, atol=1e-37)  # 0 below -87
     for out in (out32, out64):
         assert np.isnan(out[-3]) and out[-2] == 0.0 and out[-1] == 1.0
+
+
+@njit(error_model="numpy")
+def _tanhs(x32, out32, x64, out64):
+    for i in range(x32.size):
+        out32[i] = tanh32(x32[i])
+    for i in range(x64.size):
+        out64[i] = tanh64(x64[i])
+
+
+def _tanh_of(x32, x64):
+    out32, out64 = np.empty_like(x32), np.empty_like(x64)
+    _tanhs(x32, out32, x64, out64)
+    return out32, out64
+
+
+def test_tanh_within_a_few_ulp_of_an_extended_precision_reference():
+    """tanh32/tanh64 (an expm1 from exp's range reduction: loops over them vectorise)
+    against tanh in more precision than the result, from 1e-12 (where 1 - exp(-2|z|)
+    would lose every digit) to where tanh rounds to 1."""
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.uniform(-25, 25, 200_000), np.geomspace(1e-12, 25, 40_000),
+                        -np.geomspace(1e-12, 25, 40_000), rng.normal(size=40_000) * 1e-3])
+    x32, x64 = x.astype(np.float32), x.astype(np.float64)
+    out32, out64 = _tanh_of(x32, x64)
+    for out, xs, dtype, max_ulp in ((out32, x32, np.float32, 4.0), (out64, x64, np.float64, 4.0)):
+        ref = np.tanh(xs.astype(np.longdouble))  # x86: 64-bit mantissa; elsewhere >= float64
+        ulp = np.spacing(ref.astype(dtype)).astype(np.longdouble)
+        assert float(np.max(np.abs(out.astype(np.longdouble) - ref) / ulp)) <= max_ulp, dtype
+
+
+def test_tanh_special_values():
+    x = [0.0, -0.0, 30.0, -30.0, np.inf, -np.inf, 1e-300, -1e-300, np.nan]
+    out32, out64 = _tanh_of(np.array(x, np.float32), np.array(x, np.float64))
+    for out in (out32, out64):
+        np.testing.assert_array_equal(out[:6], [0.0, -0.0, 1.0, -1.0, 1.0, -1.0])
+        assert np.signbit(out[1]) and not np.signbit(out[0])
+        assert np.isnan(out[8])  # a diverged run stays NaN
+    assert out64[6] == 1e-300 and out64[7] == -1e-300  # tiny inputs keep their value
