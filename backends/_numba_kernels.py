@@ -550,7 +550,8 @@ def optimizer_update_1d(p, g, S1, S2, rule, lr, h1, h2, h3, c1, c2):
 def optimizer_update(Ws, bs, dWs, dbs, S1W, S1b, S2W, S2b, rule, hyper, t, lr):
     """One update of every layer by rule code ``rule``: hyper (h1, h2, h3, l2), t (1,)
     the update count (incremented here; Adam's bias corrections come from it).
-    Returns the L2 term (l2/2) sum ||W||^2 of the weights before the update."""
+    Returns the L2 term (l2/2) sum ||W||^2 of the weights before the update. (Padding
+    layers, empty arrays, update nothing.)"""
     t[0] += 1
     h1, h2, h3, l2 = hyper[0], hyper[1], hyper[2], hyper[3]
     c1 = 1.0 - h1 ** t[0]
@@ -702,11 +703,12 @@ def blas_output(Z, b, Y, act, kind, G, db, nb):
 def train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs, opt):
     """One fused step on rows :nb of (X, Y): forward, loss, backward, update.
 
-    Ws/bs/As/Gs/dWs/dbs are tuples over layers; Gs holds dA then dZ in place. opt:
-    (rule code, hyper, t, S1W, S1b, S2W, S2b) of ``optimizer_update``.
+    Ws/bs/As/Gs/dWs/dbs are tuples over layers, of len(acts) layers or more (the
+    numba backend pads them with empty arrays: ``_padded``); Gs holds dA then dZ in
+    place. opt: (rule code, hyper, t, S1W, S1b, S2W, S2b) of ``optimizer_update``.
     Returns the loss before the update (with the L2 term).
     """
-    L = len(Ws)
+    L = acts.shape[0]
     for l in range(L - 1):
         inp = X if l == 0 else As[l - 1]
         dense_forward(inp, Ws[l], bs[l], acts[l], As[l], nb)
@@ -851,7 +853,7 @@ def weight_gradient(inp, G, W, dW, lr, plain):
 def blas_train_step(X, Y, nb, Ws, bs, acts, loss_kind, lr, As, Gs, dWs, dbs, opt):
     """``train_step`` with BLAS matmuls: rows :nb of (X, Y) (C-contiguous), the same
     arguments and result (the loss before the update, L2 term included)."""
-    L = len(Ws)
+    L = acts.shape[0]
     for l in range(L):  # forward: gemm, then bias + activation (the output's: below)
         Z = As[l][:nb]
         if l == 0:

@@ -213,12 +213,17 @@ class NumbaBackend(StackedSweeps, Backend):
         arrays are updated in place, so the tuples stay valid)."""
         args = buf.cache.get("numba_args")
         if args is None:
+            depth = _padded_depth(len(state.params))
+            Ws, bs, S1W, S1b, S2W, S2b, As, Gs, dWs, dbs = (
+                _padded(arrays, depth) for arrays in (
+                    [W for W, _ in state.params], [b for _, b in state.params],
+                    *_slot_tuples(state.opt), buf.A, buf.G,
+                    [g for g, _ in buf.grads], [g for _, g in buf.grads]))
+            opt = state.opt
             args = buf.cache["numba_args"] = (
-                tuple(W for W, _ in state.params), tuple(b for _, b in state.params),
-                np.array([_ACT[a] for a in state.activations], dtype=np.int64),
-                _LOSS[state.loss], tuple(buf.A), tuple(buf.G),
-                tuple(g for g, _ in buf.grads), tuple(g for _, g in buf.grads),
-                _opt_args(state.opt))
+                Ws, bs, np.array([_ACT[a] for a in state.activations], dtype=np.int64),
+                _LOSS[state.loss], As, Gs, dWs, dbs,
+                (UPDATE_CODES[opt.rule], opt.hyper, opt.t, S1W, S1b, S2W, S2b))
         return args
 
     # ------------------------------------------------------------------ paths
@@ -601,10 +606,25 @@ def _slot_tuples(opt):
             tuple(a for a, _ in opt.s2), tuple(a for _, a in opt.s2))
 
 
-def _opt_args(opt):
-    """The ``opt`` argument of the fused kernels: (rule code, hyper, t, S1W, S1b, S2W,
-    S2b); arrays are updated in place, so the tuple stays valid for the state."""
-    return (UPDATE_CODES[opt.rule], opt.hyper, opt.t, *_slot_tuples(opt))
+# The fused and BLAS kernels take each kind of per-layer array as a tuple, whose length
+# is part of the kernel's type: numba compiles them once per length (5-10 s each). Tuples
+# are padded with empty arrays to 2 or 4 layers, so that networks of 1 to 4 layers share
+# two compilations per dtype (the kernels loop over len(acts) layers); each padding array
+# costs ~75 ns a call to pass.
+PADDED_DEPTHS = (2, 4)
+
+
+def _padded_depth(layers):
+    """The tuple length the kernels get for ``layers`` layers (``PADDED_DEPTHS``)."""
+    return next((d for d in PADDED_DEPTHS if layers <= d), layers)
+
+
+def _padded(arrays, depth):
+    """``arrays`` as a tuple of ``depth`` arrays, the missing ones empty (same dtype and
+    number of dimensions)."""
+    arrays = tuple(arrays)
+    pad = np.empty((0,) * arrays[0].ndim, dtype=arrays[0].dtype)
+    return arrays + (pad,) * (depth - len(arrays))
 
 
 def _many_block(n, sizes, itemsize):
