@@ -77,9 +77,11 @@ _warmup = {}
 
 
 # Modules that compile the most kernels of their own (generated kernels for their shapes,
-# in the process or in subprocesses: `nnkit bench`, the examples): with the warm-up they
-# run last, in this order, when warm_kernels.py has put their kernels on disk.
-LATE_MODULES = ("test_paths.py", "test_sweep.py", "test_bench_cli.py", "test_examples.py")
+# in the process or in subprocesses: `nnkit bench`, the examples) run last, in this order:
+# by then the rest of the suite (or warm_kernels.py) has put most of their kernels on
+# disk. (xdist hands tests to its workers in this order too.)
+LATE_MODULES = ("test_paths.py", "test_sweep.py", "test_classification_cli.py",
+                "test_cli_and_plots.py", "test_bench_cli.py", "test_examples.py")
 
 
 def _start_warmup(items):
@@ -108,10 +110,10 @@ def pytest_unconfigure(config):
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config, items):
-    if _start_warmup(items):
-        late = sorted((item for item in items if item.path.name in LATE_MODULES),
-                      key=lambda item: LATE_MODULES.index(item.path.name))  # (stable)
-        items[:] = [item for item in items if item.path.name not in LATE_MODULES] + late
+    _start_warmup(items)
+    late = sorted((item for item in items if item.path.name in LATE_MODULES),
+                  key=lambda item: LATE_MODULES.index(item.path.name))  # (stable)
+    items[:] = [item for item in items if item.path.name not in LATE_MODULES] + late
     reason = _gpu_reason()
     if reason is None:
         return
