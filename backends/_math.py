@@ -36,7 +36,7 @@ class Dialect:
     arrays at compile time); subclasses override prefixes and casts only.
     """
 
-    functions = {"exp": "math.exp", "log1p": "math.log1p", "tanh": "_tanh",
+    functions = {"exp": "_exp", "log1p": "_log1p", "tanh": "_tanh",
                  "abs": "abs", "max": "max", "sigmoid": "_sigmoid", "log": "math.log",
                  "sqrt": "math.sqrt"}
 

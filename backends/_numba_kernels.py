@@ -158,6 +158,68 @@ def _tanh_for_type(z):
     return lambda z: tanh64(z)
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def log64(x):
+    """log(x) for float64 x > 0 from arithmetic only (vectorises): fdlibm's e_log.c, x =
+    2^k (1 + f) with sqrt(1/2) <= 1 + f < sqrt(2), log(1 + f) by its degree-14 polynomial
+    in s = f / (2 + f). For positive normal x and inf; log1p64 sees to the rest."""
+    bits = np.float64(x).view(np.int64)
+    k = (bits >> 52) - 1023
+    f = np.int64((bits & 0xFFFFFFFFFFFFF) | (1023 << 52)).view(np.float64)  # in [1, 2)
+    high = f > 1.4142135623730951
+    f = (f * 0.5 if high else f) - 1.0
+    dk = np.float64(k + 1 if high else k)
+    hfsq = 0.5 * f * f
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * fma(w, fma(w, 1.531383769920937332e-01, 2.222219843214978396e-01),
+                 3.999999999940941908e-01)
+    t2 = z * fma(w, fma(w, fma(w, 1.479819860511658591e-01, 1.818357216161805012e-01),
+                        2.857142874366239149e-01), 6.666666666666735130e-01)
+    r = hfsq - (s * (hfsq + t2 + t1) + dk * 1.90821492927058770002e-10)
+    return dk * 6.93147180369123816490e-01 - (r - f)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def log1p64(u):
+    """log(1 + u) for float64 from arithmetic only (vectorises; math.log1p in a loop is a
+    scalar libm call): Kahan's log(m) * u / (m - 1) with m = 1 + u, which cancels the
+    rounding of 1 + u (u when m == 1). Within 3 ulp (tested); NaN stays NaN, -1 gives
+    -inf, below -1 NaN."""
+    m = 1.0 + u
+    r = log64(m) * (u / (m - 1.0))
+    r = u if m == 1.0 else r
+    r = u if u == np.inf else r
+    r = -np.inf if m == 0.0 else r
+    return np.nan if m < 0.0 else r
+
+
+def _log1p(x):
+    """log1p by log1p64, in the precision of x (float32 data: computed in float64, then
+    rounded: float32 has no cheaper formula of the same accuracy here)."""
+    return log1p64(x)
+
+
+@overload(_log1p)
+def _log1p_for_type(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: np.float32(log1p64(np.float64(x)))
+    return lambda x: log1p64(x)
+
+
+def _exp(x):
+    """exp in the precision of x: float32 data uses exp32, all else exp64."""
+    return exp64(x)
+
+
+@overload(_exp)
+def _exp_for_type(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: exp32(x)
+    return lambda x: exp64(x)
+
+
 def _sigmoid(z):
     """sigmoid in the precision of z: float32 data uses sigmoid32, all else sigmoid64."""
     return sigmoid64(z)
@@ -228,7 +290,7 @@ def loss_term(z, y, kind, r):
     if kind == MSE:
         return (z - y) * (z - y)
     if kind == BINARY_CROSSENTROPY:
-        return max(z, 0.0) - y * z + math.log1p(math.exp(-abs(z)))
+        return max(z, 0.0) - y * z + _log1p(_exp(-abs(z)))
     return y * (r - z)  # categorical_crossentropy
 
 
@@ -253,7 +315,7 @@ def loss_grad_term(z, y, kind, nb, r):
         return (z - y) * (2.0 / nb)
     if kind == BINARY_CROSSENTROPY:
         return (_sigmoid(z) - y) / (nb)
-    return (math.exp(z - r) - y) / (nb)  # categorical_crossentropy
+    return (_exp(z - r) - y) / (nb)  # categorical_crossentropy
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -419,7 +481,7 @@ def row_statistic(Z, i, kind):
         m = max(m, Z[i, j])
     s = 0.0
     for j in range(Z.shape[1]):
-        s += math.exp(Z[i, j] - m)
+        s += _exp(Z[i, j] - m)
     return m + math.log(s)
 
 

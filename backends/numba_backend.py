@@ -15,8 +15,8 @@ with ``nnkit bench``; ``Backend.use_path`` forces one):
 - ``"stacked"`` / ``"batched"``: the sweep engine of ``stacked.py``, with its
   elementwise steps as serial kernels.
 
-Elementwise loops vectorise thanks to an arithmetic exp and tanh (this llvmlite has no
-SVML); loops over libm calls (log1p, log) are used only up to ``LOOP_MAX_ELEMENTS``. Nothing
+Elementwise loops vectorise thanks to an arithmetic exp, tanh and log1p (this llvmlite
+has no SVML, so a loop over ``math.exp`` would call libm element by element). Nothing
 compiles at import: each kernel compiles (or loads from numba's disk cache) on first use.
 """
 from __future__ import annotations
@@ -44,7 +44,6 @@ LOOP_MAX_WORK = 1 << 16
 # below ~300 (batch 1 up to ~600: 32-16-4 1.4 vs 1.8 us a step), BLAS from ~700
 # (8-8-2 at batch 16: 1.15-1.4x; digits 64-32-10 at batch 64: 5x).
 FUSED_MAX_WORK = 1 << 9
-LOOP_MAX_ELEMENTS = 1 << 10  # for loops over libm calls (log1p, log)
 # Networks up to this size get kernels generated for their exact shape (full-batch fits
 # up to CODEGEN_MAX_ROWS rows, and sweeps), when a call has at least CODEGEN_MIN_WORK
 # sample-epochs (a fit: with the epochs its network ran before, ``prepare_epochs``):
@@ -114,11 +113,10 @@ class NumbaBackend(StackedSweeps, Backend):
             a.flags.c_contiguous and a.ndim <= 2 for a in arrays)
 
     @staticmethod
-    def _elementwise_loops(*arrays, scalar_math=False):
-        """Elementwise loops vectorise (``_numba_kernels.exp64``, ``tanh64``) except over
-        libm calls (log1p, log), where NumPy's SIMD ufuncs win on all but small arrays."""
-        return all(a.flags.c_contiguous and a.ndim == 2 for a in arrays) and (
-            not scalar_math or sum(a.size for a in arrays) <= LOOP_MAX_ELEMENTS)
+    def _elementwise_loops(*arrays):
+        """Elementwise loops (they vectorise: ``_numba_kernels.exp64``, ``tanh64``,
+        ``log1p64``) for C-contiguous 2-D arrays."""
+        return all(a.flags.c_contiguous and a.ndim == 2 for a in arrays)
 
     # ------------------------------------------------------------- primitives
     def activation_forward(self, Z, activation, out=None):
@@ -179,8 +177,7 @@ class NumbaBackend(StackedSweeps, Backend):
         return dW, db, dX
 
     def loss(self, Yhat, Y, kind, out=None):
-        if not self._elementwise_loops(Yhat, Y, scalar_math=kind != "squared_error"
-                                       and kind != "mse"):
+        if not self._elementwise_loops(Yhat, Y):
             return super().loss(Yhat, Y, kind, out)
         return np.float64(self.k.loss_value(Yhat, Y, _loss(kind), Yhat.shape[0]))
 

@@ -7,7 +7,7 @@ pytest.importorskip("numba")
 from numba import njit  # noqa: E402
 
 from nnkit.backends._numba_kernels import (exp32, exp64, sigmoid32, sigmoid64,  # noqa: E402
-                                           tanh32, tanh64)
+                                           log1p64, tanh32, tanh64)
 
 
 @njit(error_model="numpy")
@@ -108,3 +108,32 @@ def test_tanh_special_values():
         assert np.signbit(out[1]) and not np.signbit(out[0])
         assert np.isnan(out[8])  # a diverged run stays NaN
     assert out64[6] == 1e-300 and out64[7] == -1e-300  # tiny inputs keep their value
+
+
+@njit(error_model="numpy")
+def _log1ps(x, out):
+    for i in range(x.size):
+        out[i] = log1p64(x[i])
+
+
+def test_log1p_within_a_few_ulp_of_an_extended_precision_reference():
+    """log1p64 (binary cross-entropy's softplus: log1p(exp(-|z|)), u in (0, 1]) from
+    subnormal u, where 1 + u rounds to 1, to 1e300, and down towards -1."""
+    rng = np.random.default_rng(5)
+    u = np.concatenate([rng.uniform(0, 1, 200_000), np.exp(-rng.uniform(0, 700, 100_000)),
+                        np.geomspace(5e-324, 1, 40_000), np.geomspace(1, 1e300, 40_000),
+                        -np.geomspace(1e-300, 0.999, 40_000)])
+    out = np.empty_like(u)
+    _log1ps(u, out)
+    ref = np.log1p(u.astype(np.longdouble))
+    ulp = np.spacing(ref.astype(np.float64)).astype(np.longdouble)
+    assert float(np.max(np.abs(out.astype(np.longdouble) - ref) / ulp)) <= 3.0
+
+
+def test_log1p_special_values():
+    x = np.array([0.0, -0.0, np.inf, np.nan, -1.0, -2.0, -np.inf])
+    out = np.empty_like(x)
+    _log1ps(x, out)
+    np.testing.assert_array_equal(out[:3], [0.0, -0.0, np.inf])
+    assert np.signbit(out[1]) and np.isnan(out[3]) and out[4] == -np.inf
+    assert np.isnan(out[5]) and np.isnan(out[6])
