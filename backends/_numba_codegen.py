@@ -56,7 +56,7 @@ from numba import njit
 
 # exp(min(z, 0)) / (1 + exp(-|z|)), the reference backend's formula, in DT arithmetic
 from nnkit.backends._numba_kernels import {sigf} as _sigmoid, exp64 as _exp  # noqa: F401
-from nnkit.backends._numba_kernels import {tanhf} as _tanh, _log1p  # noqa: F401
+from nnkit.backends._numba_kernels import {tanhf} as _tanh  # noqa: F401
 
 # _numba_kernels source hash (a new file, so no stale numba cache, when it changes): {mathhash}
 DT = np.{dtype}
