@@ -199,9 +199,11 @@ class NumbaBackend(StackedSweeps, Backend):
     def apply_update(self, params, grads, opt, lr):
         if isinstance(lr, np.ndarray) or params[0][0].ndim != 2:  # sweeps: stacked arrays
             return super().apply_update(params, grads, opt, lr)
+        depth = _padded_depth(len(params))  # (as the fused kernels: one compilation)
         return self.k.optimizer_step(
-            tuple(W for W, _ in params), tuple(b for _, b in params),
-            tuple(g for g, _ in grads), tuple(g for _, g in grads), *_slot_tuples(opt),
+            *(_padded(arrays, depth) for arrays in (
+                [W for W, _ in params], [b for _, b in params], [g for g, _ in grads],
+                [g for _, g in grads], *_slot_tuples(opt))),
             UPDATE_CODES[opt.rule], opt.hyper, opt.t, float(lr))
 
     # ------------------------------------------------------------------ fused
