@@ -148,18 +148,6 @@ def tanh32(z):
     return math.copysign(-m / (m + np.float32(2.0)), z)
 
 
-def _tanh(z):
-    """tanh in the precision of z: float32 data uses tanh32, all else tanh64."""
-    return tanh64(z)
-
-
-@overload(_tanh)
-def _tanh_for_type(z):
-    if isinstance(z, types.Float) and z.bitwidth == 32:
-        return lambda z: tanh32(z)
-    return lambda z: tanh64(z)
-
-
 @njit(cache=True, inline="always", error_model="numpy")
 def log64(x):
     """log(x) for float64 x > 0 from arithmetic only (vectorises): fdlibm's e_log.c, x =
@@ -197,41 +185,30 @@ def log1p64(u):
     return np.nan if m < 0.0 else r
 
 
-def _log1p(x):
-    """log1p by log1p64, in the precision of x (float32 data: computed in float64, then
-    rounded: float32 has no cheaper formula of the same accuracy here)."""
-    return log1p64(x)
+@njit(cache=True, inline="always", error_model="numpy")
+def log1p32(u):
+    """log1p64 rounded to float32 (float32 has no cheaper formula of that accuracy here)."""
+    return np.float32(log1p64(np.float64(u)))
 
 
-@overload(_log1p)
-def _log1p_for_type(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: np.float32(log1p64(np.float64(x)))
-    return lambda x: log1p64(x)
+def _in_precision(name, for32, for64):
+    """The function ``name(x)`` kernels call: ``for32(x)`` for float32 x (the data's type:
+    twice the lanes of float64), else ``for64(x)``."""
+    def function(x):
+        return for64(x)
+    function.__name__ = function.__qualname__ = name
+
+    @overload(function)
+    def _for_type(x):
+        if isinstance(x, types.Float) and x.bitwidth == 32:
+            return lambda x: for32(x)
+        return lambda x: for64(x)
+    return function
 
 
-def _exp(x):
-    """exp in the precision of x: float32 data uses exp32, all else exp64."""
-    return exp64(x)
-
-
-@overload(_exp)
-def _exp_for_type(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: exp32(x)
-    return lambda x: exp64(x)
-
-
-def _sigmoid(z):
-    """sigmoid in the precision of z: float32 data uses sigmoid32, all else sigmoid64."""
-    return sigmoid64(z)
-
-
-@overload(_sigmoid)
-def _sigmoid_for_type(z):
-    if isinstance(z, types.Float) and z.bitwidth == 32:
-        return lambda z: sigmoid32(z)
-    return lambda z: sigmoid64(z)
+_tanh = _in_precision("_tanh", tanh32, tanh64)
+_exp = _in_precision("_exp", exp32, exp64)
+_log1p = _in_precision("_log1p", log1p32, log1p64)
 
 
 def float_like(x, a):
@@ -347,6 +324,8 @@ def update_param(p, g, s1, s2, rule, lr, h1, h2, h3, c1, c2):
     p = p - (lr / c1) * s1 / (math.sqrt(s2) / c2 + h3)
     return p, s1, s2
 # --- end of rendered math ---
+
+_sigmoid = _in_precision("_sigmoid", sigmoid32, sigmoid64)  # (sigmoid64: rendered above)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
