@@ -209,3 +209,29 @@ def test_gemm_is_the_blas_paths_matmul_for_every_operand_layout(dtype):
         got = be.gemm(a.astype(dtype, order="K"), b.astype(dtype, order="K"), out)
         assert got is out
         np.testing.assert_allclose(out, A @ B, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("path", ["fused", "blas"])
+def test_one_to_four_layers_share_the_kernels_compilations_and_match_the_reference(path):
+    """The fused and BLAS kernels take per-layer tuples padded to 2 or 4 layers (a tuple's
+    length is part of a kernel's type: one compilation per length, 5-10 s each), so nets of
+    1-4 layers compile at most two per dtype; each depth still trains like the reference."""
+    be = get_backend("numba")
+    kernels = {"fused": (be.k.train_epochs,), "blas": (be.k.blas_train_epochs,
+                                                        be.k.blas_train_step)}[path]
+    for depth in (1, 2, 3, 4):
+        sizes = (3,) + (5,) * (depth - 1) + (2,)
+        acts = ("tanh",) * (depth - 1) + ("sigmoid",)
+        X, Y = data(sizes, "binary_crossentropy", n=12)
+        nets = [network(sizes, acts, "binary_crossentropy", name) for name in ("numpy", "numba")]
+        ref = nets[0].fit(X, Y, epochs=5, lr=0.3, batch_size=4, optimizer="momentum").loss
+        with be.use_path(path) as record:
+            got = nets[1].fit(X, Y, epochs=5, lr=0.3, batch_size=4, optimizer="momentum").loss
+        assert record.paths() == {path}, record.ran
+        close(got, ref)
+        params_close(nets[1], nets[0])
+    from numba import types
+    lengths = {next(a.count for a in sig if isinstance(a, types.UniTuple))  # Ws's
+               for kernel in kernels for sig in kernel.signatures
+               if str(sig[0].dtype) == "float64"}
+    assert lengths and lengths <= {2, 4}, lengths
