@@ -37,15 +37,33 @@ def fma(typingctx, a, b, c):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def exp64(x):
-    """exp(x) for float64 from arithmetic only (vectorises); within 2 ulp of math.exp.
-    Below -708 it returns 0 (exp's subnormal range is flushed), above 708 inf; NaN stays NaN."""
+def _reduce64(x):
+    """(r, 2**k) with x = k ln 2 + r, k = round(x / ln 2), |r| <= 0.347 (float64; for
+    -1022 <= k <= 1023): exp's range reduction, shared by exp64 and tanh64's expm1."""
     # k = round(x / ln 2) by adding 1.5 * 2**52: k lands in t's low mantissa bits, so the
     # scale 2**k is a shift of t's bits (no float -> int conversion on the way).
     t = fma(x, 1.4426950408889634, 6755399441055744.0)
     k = t - 6755399441055744.0
     r = fma(k, -6.93147180369123816490e-01, x)
     r = fma(k, -1.90821492927058770002e-10, r)
+    return r, np.int64((np.float64(t).view(np.int64) << 52) + (1023 << 52)).view(np.float64)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _reduce32(x):
+    """_reduce64 in float32 arithmetic (1.5 * 2**23; for -126 <= k <= 127)."""
+    t = fma(x, np.float32(1.442695), np.float32(12582912.0))
+    k = t - np.float32(12582912.0)
+    r = fma(k, np.float32(-0.693359375), x)
+    r = fma(k, np.float32(2.12194440e-4), r)
+    return r, np.int32((np.float32(t).view(np.int32) << 23) + (127 << 23)).view(np.float32)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def exp64(x):
+    """exp(x) for float64 from arithmetic only (vectorises); within 2 ulp of math.exp.
+    Below -708 it returns 0 (exp's subnormal range is flushed), above 708 inf; NaN stays NaN."""
+    r, scale = _reduce64(x)
     # Taylor series to degree 13 (|r| <= 0.347: truncation < 1e-17), evaluated by
     # Estrin's scheme: a short dependency chain, so neighbouring calls overlap.
     r2 = r * r
@@ -57,7 +75,7 @@ def exp64(x):
              fma(r, 1.0 / 362880.0, 1.0 / 40320.0))
     q3 = fma(r, 1.0 / 6227020800.0, 1.0 / 479001600.0)
     p = fma(fma(q3, r4, q2), r8, fma(q1, r4, q0))
-    y = p * np.int64((np.float64(t).view(np.int64) << 52) + (1023 << 52)).view(np.float64)
+    y = p * scale
     y = y if x >= -708.0 else 0.0
     return y if x <= 708.0 else x + np.inf
 
@@ -65,17 +83,13 @@ def exp64(x):
 @njit(cache=True, inline="always", error_model="numpy")
 def _exp32_in_range(x):
     """exp(x) for -87 <= x <= 88 in float32 arithmetic; exp32 without the range checks."""
-    # As exp64, with 1.5 * 2**23 and a degree-6 Taylor series.
-    t = fma(x, np.float32(1.442695), np.float32(12582912.0))
-    k = t - np.float32(12582912.0)
-    r = fma(k, np.float32(-0.693359375), x)
-    r = fma(k, np.float32(2.12194440e-4), r)
+    r, scale = _reduce32(x)  # then, as exp64, a degree-6 Taylor series
     r2 = r * r
     q0 = fma(fma(r, np.float32(1.0 / 6.0), np.float32(0.5)), r2, r + np.float32(1.0))
     q1 = fma(r2, np.float32(1.0 / 720.0), fma(r, np.float32(1.0 / 120.0),
                                               np.float32(1.0 / 24.0)))
     p = fma(q1, r2 * r2, q0)
-    return p * np.int32((np.float32(t).view(np.int32) << 23) + (127 << 23)).view(np.float32)
+    return p * scale
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -106,10 +120,7 @@ def sigmoid32(z):
 def tanh64(z):
     """tanh(z) for float64 from arithmetic only (vectorises); NaN stays NaN, tanh(-0) = -0."""
     x = -2.0 * abs(z)
-    t = fma(x, 1.4426950408889634, 6755399441055744.0)
-    k = t - 6755399441055744.0
-    r = fma(k, -6.93147180369123816490e-01, x)
-    r = fma(k, -1.90821492927058770002e-10, r)
+    r, s = _reduce64(x)
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
@@ -122,7 +133,6 @@ def tanh64(z):
              fma(r, 1.0 / 39916800.0, 1.0 / 3628800.0))
     q3 = fma(r, 1.0 / 1307674368000.0, 1.0 / 87178291200.0)
     p = fma(r2, fma(fma(q3, r4, q2), r8, fma(q1, r4, q0)), r)
-    s = np.int64((np.float64(t).view(np.int64) << 52) + (1023 << 52)).view(np.float64)
     m = fma(s, p, s - 1.0)
     m = -1.0 if x < -40.0 else m  # (tanh rounds to 1 there; NaN fails the test and stays)
     return math.copysign(-m / (m + 2.0), z)
@@ -132,17 +142,13 @@ def tanh64(z):
 def tanh32(z):
     """tanh64's formula in float32 arithmetic (exp32's reduction, degree-9 expm1)."""
     x = np.float32(-2.0) * abs(z)
-    t = fma(x, np.float32(1.442695), np.float32(12582912.0))
-    k = t - np.float32(12582912.0)
-    r = fma(k, np.float32(-0.693359375), x)
-    r = fma(k, np.float32(2.12194440e-4), r)
+    r, s = _reduce32(x)
     r2 = r * r
     q0 = fma(fma(r, np.float32(1.0 / 120.0), np.float32(1.0 / 24.0)), r2,
              fma(r, np.float32(1.0 / 6.0), np.float32(0.5)))
     q1 = fma(fma(r, np.float32(1.0 / 362880.0), np.float32(1.0 / 40320.0)), r2,
              fma(r, np.float32(1.0 / 5040.0), np.float32(1.0 / 720.0)))
     p = fma(r2, fma(q1, r2 * r2, q0), r)
-    s = np.int32((np.float32(t).view(np.int32) << 23) + (127 << 23)).view(np.float32)
     m = fma(s, p, s - np.float32(1.0))
     m = np.float32(-1.0) if x < np.float32(-18.0) else m
     return math.copysign(-m / (m + np.float32(2.0)), z)
