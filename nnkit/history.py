@@ -20,13 +20,16 @@ class History:
         self.stopped_epoch = None
         self.best_epoch = None
 
-    def extend(self, losses, lrs):
-        """Append the records of several epochs (array-likes of equal length)."""
+    def extend(self, losses, lrs, val_losses=None):
+        """Append the records of several epochs (array-likes of equal length; the
+        validation losses too, when given)."""
         if not (type(losses) is np.ndarray and losses.dtype == np.float64):
             losses = np.asarray(losses, dtype=np.float64)
         if not (type(lrs) is np.ndarray and lrs.dtype == np.float64):
             lrs = np.asarray(lrs, dtype=np.float64)
         self._pending.append((losses, lrs))
+        if val_losses is not None:
+            self.val_loss.extend(np.asarray(val_losses, dtype=np.float64).tolist())
 
     def _flush(self):
         # Converting thousands of epochs to floats is done once, when they are read.

@@ -517,16 +517,12 @@ class Network:
             all_finite = (math.isfinite(losses[0]) if len(losses) == 1
                           else bool(np.isfinite(losses).all()))
             if all_finite and self._params_finite():
-                hist.extend(losses, lrs)
-                if val_losses is None:
-                    return snapshot, lrs, orders, float(losses[-1]), None
-                hist.val_loss.extend(val_losses.tolist())
-                return snapshot, lrs, orders, float(losses[-1]), float(val_losses[-1])
+                hist.extend(losses, lrs, val_losses)
+                return (snapshot, lrs, orders, float(losses[-1]),
+                        None if val_losses is None else float(val_losses[-1]))
             if not all_finite and STOP_REQUESTED.is_set() and self._params_finite():
                 k = int(np.argmin(np.isfinite(losses)))  # Ctrl-C: a loop stopped after k
-                hist.extend(losses[:k], lrs[:k])
-                if val_losses is not None:
-                    hist.val_loss.extend(val_losses[:k].tolist())
+                hist.extend(losses[:k], lrs[:k], None if val_losses is None else val_losses[:k])
                 return (snapshot, lrs[:k], None if orders is None else orders[:k],
                         float(losses[k - 1]) if k else math.nan,
                         None if val_losses is None or not k else float(val_losses[k - 1]))
@@ -546,9 +542,8 @@ class Network:
         bad = int(np.argmin(finite)) if not finite.all() else len(lrs)  # len: params blew up
         keep = bad - 1  # the chunk's last epoch with a finite loss
         if keep >= 0:
-            hist.extend(losses[:keep + 1], lrs[:keep + 1])
-            if val_losses is not None:
-                hist.val_loss.extend(val_losses[:keep + 1].tolist())
+            hist.extend(losses[:keep + 1], lrs[:keep + 1],
+                        None if val_losses is None else val_losses[:keep + 1])
             self._rerun(run, snapshot, X, Y, lrs, keep, orders)
         elif previous is not None:  # the chunk's first epoch: the previous chunk's last
             p_snapshot, p_lrs, p_orders = previous[:3]

@@ -59,8 +59,6 @@ def run_traced(net, X, Y, lrs, batch_size, n_updates, hist, shuffle=False, out=N
                     print(_fmt(f"b{i + 1}", be.to_numpy(b)).replace("    b", "  new b", 1),
                           file=out)
             update += 1
-        hist.extend([total], [lr])
-        if val is not None:
-            hist.val_loss.append(net.evaluate_prepared(*val))
+        hist.extend([total], [lr], None if val is None else [net.evaluate_prepared(*val)])
         epoch += 1
     return epoch

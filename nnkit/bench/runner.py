@@ -87,10 +87,10 @@ def gemm_call(w, backend, dtype):
 
 def interleaved_times(fns, sync, rounds, budget, settle=lambda: None):
     """The best over ``rounds`` rounds of each function's ``time_per_call`` (``budget``
-    s each; ``settle()`` first), the functions timed in turn within every round: a ratio of two of them
-    then compares measurements taken under the same conditions (a shared machine's load
-    drifts over seconds: timed one after the other, the MNIST step's %gemm ranged over
-    84-89 %; interleaved, 91-92 %)."""
+    s each; ``settle()`` first), the functions timed in turn within every round, so that
+    a ratio of two of them compares measurements taken under the same conditions (a
+    shared machine's load drifts over seconds: timed one after the other, the MNIST
+    step's %gemm ranged over 84-89 % from run to run)."""
     best = [float("inf")] * len(fns)
     settle()
     for _ in range(rounds):
