@@ -55,8 +55,9 @@ import numpy as np
 from numba import njit
 
 # exp(min(z, 0)) / (1 + exp(-|z|)), the reference backend's formula, in DT arithmetic
-from nnkit.backends._numba_kernels import {sigf} as _sigmoid, exp64 as _exp  # noqa: F401
-from nnkit.backends._numba_kernels import {tanhf} as _tanh  # noqa: F401
+from nnkit.backends._numba_kernels import {sigf}_called as _sigmoid  # noqa: F401
+from nnkit.backends._numba_kernels import exp64_called as _exp  # noqa: F401
+from nnkit.backends._numba_kernels import {tanhf}_called as _tanh  # noqa: F401
 
 # _numba_kernels source hash (a new file, so no stale numba cache, when it changes): {mathhash}
 DT = np.{dtype}
