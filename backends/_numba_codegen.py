@@ -451,8 +451,10 @@ def _many_source(sizes, acts, loss, n, block):
         w.end(2)
     w.block(f"if e % {_FLUSH} == {_FLUSH - 1} or e == factors.shape[0] - 1:")
     w(f"e0 = e - e % {_FLUSH}")
-    w.block(f"for c in range({B}):")
-    w("losses[c, e0:e + 1] = recent[c, :e + 1 - e0]").end(2)
+    # Element by element: a slice assignment's shape check would compile numba's string
+    # formatting for its error message (~2.5 s in every process's first sweep).
+    w.block(f"for c in range({B}):").block("for k in range(e0, e + 1):")
+    w("losses[c, k] = recent[c, k - e0]").end(3)
     w.end()
     w("return 0")
     return "\n".join(w.lines) + "\n"
