@@ -1105,3 +1105,9 @@ def all_finite(a):
         if not np.isfinite(x):
             return False
     return True
+
+
+@njit(cache=True)
+def all_finite_pair(a, b):
+    """``all_finite(a) and all_finite(b)`` in one call."""
+    return all_finite(a) and all_finite(b)

@@ -20,7 +20,7 @@ from .optim import check_l2, get_optimizer
 from .schedules import get_schedule, learning_rates
 from .validation import (as_host_2d, check_choice, class_targets, check_dtype, check_epochs,
                          check_positive_float, check_positive_int, check_real, check_same_rows,
-                         check_unit_interval)
+                         check_unit_interval, ready_pair)
 
 # Mini-batch sample orders are passed to the backend in blocks of at most this many ints.
 _MAX_ORDER_INTS = 1 << 22
@@ -255,6 +255,12 @@ class Network:
         (numeric, finite, matching rows) and converted to backend arrays of the
         network's dtype; returns X, or (X, Y) when Y is given. Arrays already on the
         backend in that dtype are used without a copy."""
+        if Y is not None and self.loss != "categorical_crossentropy" and ready_pair(
+                X, Y, self.layers[0].n_in, self.layers[-1].n_out, self.backend,
+                self._state.dtype):
+            if self.loss == "binary_crossentropy":
+                check_unit_interval("Y", Y, self.backend, "binary_crossentropy targets")
+            return X, Y
         X = as_host_2d("X", X, self.n_inputs, self.backend, self.dtype)
         if Y is None:
             return X

@@ -139,6 +139,19 @@ def as_host_2d(arg, x, n_cols, backend, dtype, allow_1d_column=False):
     return out
 
 
+def ready_pair(X, Y, n_in, n_out, backend, dtype):
+    """True when the data X (n, n_in) and targets Y (n, n_out) pass every check of
+    ``as_host_2d`` and ``check_same_rows`` as they are: host arrays of the backend in
+    ``dtype`` (a ``numpy.dtype``), C-contiguous, writable, finite (one finite check for
+    both). False sends them to those checks, which then name what is wrong."""
+    return (type(X) is np.ndarray and type(Y) is np.ndarray and X.dtype is dtype
+            and Y.dtype is dtype and X.ndim == 2 and Y.ndim == 2 and X.shape[1] == n_in
+            and Y.shape[1] == n_out and 0 < X.shape[0] == Y.shape[0]
+            and X.flags.c_contiguous and Y.flags.c_contiguous and X.flags.writeable
+            and Y.flags.writeable and backend.xp is np
+            and backend.is_own_array(X) and backend.all_finite(X, Y))
+
+
 def _writable(x):
     """A writable C-contiguous copy of the host array ``x``. Data enters the kernels in
     this one form: numba compiles a kernel once per argument type, and a read-only array
