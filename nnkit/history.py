@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_FLOAT64 = np.dtype(np.float64)
+
 
 class History:
     """Per-epoch records of one ``fit``.
@@ -23,9 +25,9 @@ class History:
     def extend(self, losses, lrs, val_losses=None):
         """Append the records of several epochs (array-likes of equal length; the
         validation losses too, when given)."""
-        if not (type(losses) is np.ndarray and losses.dtype == np.float64):
+        if not (type(losses) is np.ndarray and losses.dtype is _FLOAT64):
             losses = np.asarray(losses, dtype=np.float64)
-        if not (type(lrs) is np.ndarray and lrs.dtype == np.float64):
+        if not (type(lrs) is np.ndarray and lrs.dtype is _FLOAT64):
             lrs = np.asarray(lrs, dtype=np.float64)
         self._pending.append((losses, lrs))
         if val_losses is not None:

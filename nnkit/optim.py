@@ -74,6 +74,8 @@ OPTIMIZERS = {"sgd": SGD(), "momentum": SGD(momentum=0.9),
 
 def get_optimizer(optimizer):
     """``optimizer`` (a name of ``OPTIMIZERS``, an ``SGD`` or an ``Adam``) as an object."""
+    if type(optimizer) is str and optimizer in OPTIMIZERS:
+        return OPTIMIZERS[optimizer]  # (the common case first)
     if isinstance(optimizer, (SGD, Adam)):
         return optimizer
     if isinstance(optimizer, str):

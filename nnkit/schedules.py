@@ -92,6 +92,7 @@ class _Callable(Schedule):
         return out
 
 
+_CONSTANT = Constant()  # (it holds nothing: one serves every fit without a schedule)
 SCHEDULES = {"constant": Constant, "step": StepDecay, "exponential": Exponential,
              "inverse_time": InverseTime}
 
@@ -116,7 +117,7 @@ def learning_rates(schedule, lr, epochs, start=0):
 def get_schedule(spec):
     """A Schedule from None, a name (``'step'``), a Schedule, or a callable epoch -> factor."""
     if spec is None:
-        return Constant()
+        return _CONSTANT
     if isinstance(spec, Schedule):
         return spec
     if isinstance(spec, str):
