@@ -129,7 +129,7 @@ class Network:
         if opt is not self._optimizer and opt != self._optimizer:
             self._optimizer = opt
             self._state.set_optimizer(opt.settings(l2).state(self.backend, self._state.params))
-        elif l2 != self._state.opt.l2:
+        elif l2 != self._state.opt.hyper.item(3):  # (its l2, without the property's float())
             self._state.opt.hyper[3] = l2
             self._state.set_optimizer(self._state.opt)
 
@@ -204,7 +204,7 @@ class Network:
         """Copies of the parameters and the optimizer state (its arrays and step count)."""
         opt = self._state.opt
         slots = opt.arrays()
-        return self._flat.copy(), [a.copy() for a in slots] if slots else slots, int(opt.t[0])
+        return self._flat.copy(), [a.copy() for a in slots] if slots else slots, opt.t.item(0)
 
     def _restore(self, snapshot):
         xp = self.backend.xp
@@ -418,11 +418,7 @@ class Network:
         if epochs > _RATES_UP_FRONT:
             for start in range(_RATES_UP_FRONT, epochs, _RATES_UP_FRONT):
                 learning_rates(schedule, lr, min(_RATES_UP_FRONT, epochs - start), start)
-
-        def rates(start, k):
-            if start + k <= len(head):
-                return head[start:start + k]
-            return learning_rates(schedule, lr, k, start)
+        rates = _Rates(head, schedule, lr)
         hist = History()
         done = 0
         if trace:
@@ -432,15 +428,20 @@ class Network:
         # One path for the whole run (slices of other lengths would plan other kernels).
         run = self.backend.prepare_epochs(self._state, n, batch_size, epochs)
         per_epoch = callback is not None or patience is not None or restore_best
-        bar = _progress_bar(progress, epochs, initial=done)
-        slicer = _Slicer(self.spec, n, epochs, batch_size, per_epoch, bar is not None,
-                         0 if val is None else val[0].shape[0])
+        bar = (_progress_bar(progress, epochs, initial=done)
+               if progress or (progress is None and epochs >= 1000) else None)
+        epoch_s = _epoch_seconds(self._state.spec, n, 0 if val is None else val[0].shape[0])
         if done < epochs:
             # A run too short to be worth a SIGINT handler does not enter _stop_on_ctrl_c.
-            with (_stop_on_ctrl_c() if slicer.estimate(epochs) > 0.05 else _NO_HANDLER):
+            with (_stop_on_ctrl_c() if epochs * epoch_s > 0.05 else _NO_HANDLER):
                 try:
-                    self._train(run, X, Y, val, rates, epochs, done, batch_size, shuffle,
-                                hist, slicer, bar, (callback, patience, min_delta, restore_best))
+                    if per_epoch:
+                        self._train_epochwise(run, X, Y, val, rates, epochs, done, batch_size,
+                                              shuffle, hist, bar, callback, patience,
+                                              min_delta, restore_best)
+                    else:
+                        self._train(run, X, Y, val, rates, epochs, done, batch_size, shuffle,
+                                    hist, _Slicer(epoch_s, epochs, n, batch_size, bar), bar)
                 except KeyboardInterrupt as exc:  # between slices (inside one: _run_chunk)
                     if isinstance(exc, TrainingInterrupted):
                         raise
@@ -453,46 +454,62 @@ class Network:
         return hist
 
     def _train(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist, slicer,
-               bar, controls):
-        """``fit``'s loop over slices of epochs from epoch ``done`` (``rates(start, k)``:
-        their learning rates): one epoch each with a callback, patience or restore_best
-        (``controls``)."""
-        callback, patience, min_delta, restore_best = controls
-        best_loss, best_epoch, best_params = math.inf, None, None
-        wait = 0
+               bar):
+        """``fit``'s loop over slices of epochs from epoch ``done`` (sized by ``slicer``),
+        without per-epoch controls."""
         previous = None  # the last chunk run (see _run_chunk)
-        per_epoch = slicer.per_epoch
         while done < epochs:
-            k = 1 if per_epoch else slicer.next_chunk(epochs - done)
+            k = slicer.next_chunk(epochs - done)
             lrs = rates(done, k)
-            t0 = time.perf_counter()
+            more = done + k < epochs
+            t0 = time.perf_counter() if more else 0.0
             previous = self._run_chunk(run, X, Y, val, lrs, batch_size, shuffle, hist, done,
                                        previous)
             if STOP_REQUESTED.is_set():
                 raise TrainingInterrupted(len(hist.loss), hist)
-            if done + k < epochs and not per_epoch:
+            if more:
                 slicer.record(k, time.perf_counter() - t0)
             done += k
             if bar is not None:
                 bar.update(k)
-                bar.set_postfix(loss=f"{previous[3]:.4g}", lr=f"{float(lrs[-1]):.3g}")
-            if not per_epoch:
-                continue
-            record = {"epoch": done - 1, "loss": previous[3], "lr": float(lrs[-1])}
-            if val is not None:
-                record["val_loss"] = previous[4]
+                bar.set_postfix(loss=f"{previous[3][-1]:.4g}", lr=f"{float(lrs[-1]):.3g}")
+
+    def _train_epochwise(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist,
+                         bar, callback, patience, min_delta, restore_best):
+        """``fit``'s loop with a callback, patience or restore_best: one epoch per call of
+        ``run`` from epoch ``done``, each followed by the controls."""
+        best_loss, best_epoch, best_params = math.inf, None, None
+        wait = 0
+        previous = None  # the last epoch run (see _run_chunk)
+        stop_requested = STOP_REQUESTED.is_set
+        while done < epochs:
+            lrs = rates(done, 1)
+            previous = self._run_chunk(run, X, Y, val, lrs, batch_size, shuffle, hist, done,
+                                       previous)
+            if stop_requested():
+                raise TrainingInterrupted(len(hist.loss), hist)
+            epoch, done = done, done + 1
+            loss, lr = previous[3].item(0), lrs.item(0)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}", lr=f"{lr:.3g}")
+            if val is None:
+                monitored = loss
+                record = {"epoch": epoch, "loss": loss, "lr": lr}
+            else:
+                monitored = previous[4].item(0)
+                record = {"epoch": epoch, "loss": loss, "lr": lr, "val_loss": monitored}
             if callback is not None:
-                callback(done - 1, record)
-            monitored = previous[4] if val is not None else previous[3]
+                callback(epoch, record)
             if monitored < best_loss - min_delta:
-                best_loss, best_epoch = monitored, done - 1
+                best_loss, best_epoch = monitored, epoch
                 if restore_best:
                     best_params = self._snapshot()
                 wait = 0
             else:
                 wait += 1
                 if patience is not None and wait >= patience:
-                    hist.stopped_epoch = done - 1
+                    hist.stopped_epoch = epoch
                     break
         if best_params is not None:
             self._restore(best_params)
@@ -502,9 +519,9 @@ class Network:
                    previous):
         """Run len(lrs) epochs by ``run`` (``Backend.prepare_epochs``; validation losses
         on ``val`` too when given) and record them in ``hist``; returns (start snapshot,
-        lrs, orders, last loss, last validation loss or None) of this chunk. On
-        divergence see ``_keep_last_finite``; on Ctrl-C the parameters go back to the
-        chunk's start."""
+        lrs, orders, losses, validation losses or None) of the epochs run (float64
+        arrays). On divergence see ``_keep_last_finite``; on Ctrl-C the parameters go
+        back to the chunk's start."""
         orders = None
         if batch_size is not None and shuffle:
             n = X.shape[0]
@@ -522,16 +539,15 @@ class Network:
             # (the check of a one-epoch slice, as per-epoch fits run, is one float's)
             all_finite = (math.isfinite(losses[0]) if len(losses) == 1
                           else bool(np.isfinite(losses).all()))
-            if all_finite and self._params_finite():
+            if all_finite and self.backend.all_finite(self._flat):
                 hist.extend(losses, lrs, val_losses)
-                return (snapshot, lrs, orders, float(losses[-1]),
-                        None if val_losses is None else float(val_losses[-1]))
+                return snapshot, lrs, orders, losses, val_losses
             if not all_finite and STOP_REQUESTED.is_set() and self._params_finite():
                 k = int(np.argmin(np.isfinite(losses)))  # Ctrl-C: a loop stopped after k
-                hist.extend(losses[:k], lrs[:k], None if val_losses is None else val_losses[:k])
+                val_losses = None if val_losses is None else val_losses[:k]
+                hist.extend(losses[:k], lrs[:k], val_losses)
                 return (snapshot, lrs[:k], None if orders is None else orders[:k],
-                        float(losses[k - 1]) if k else math.nan,
-                        None if val_losses is None or not k else float(val_losses[k - 1]))
+                        losses[:k], val_losses)
         except KeyboardInterrupt:
             if len(hist.loss) == start_epoch:  # this chunk is not in the history
                 self._restore(snapshot)
@@ -591,6 +607,22 @@ def _flat_params(backend, dtype, host):
     return flat, list(zip(views[::2], views[1::2]))
 
 
+class _Rates:
+    """``rates(start, k)``: the learning rates of epochs start .. start+k-1 of a fit, from
+    ``head`` (its first epochs' rates, checked) or computed again past it."""
+
+    __slots__ = ("head", "schedule", "lr")
+
+    def __init__(self, head, schedule, lr):
+        self.head, self.schedule, self.lr = head, schedule, lr
+
+    def __call__(self, start, k):
+        head = self.head
+        if start + k <= len(head):
+            return head if k == len(head) else head[start:start + k]
+        return learning_rates(self.schedule, self.lr, k, start)
+
+
 def _split(X, Y, fraction):
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
             or not 0 < fraction < 1:
@@ -632,29 +664,20 @@ def _stop_on_ctrl_c(wanted=True):
 class _Slicer:
     """Epochs per backend call. A compiled backend runs a whole call without returning to
     Python, where Ctrl-C is handled, so long runs are cut into slices of about
-    ``TARGET_S`` seconds: the first sized by a deliberately slow estimate of an epoch
-    (its ``n`` training rows and ``val_rows`` validation rows, whose loss the run computes
-    after each epoch), the next ones by the measured time (growing at most 8x per
-    slice)."""
+    ``TARGET_S`` seconds: the first sized by ``epoch_s``, a deliberately slow estimate of
+    an epoch (``_epoch_seconds``), the next ones by the measured time (growing at most 8x
+    per slice). ``n`` rows; ``progress``: a bar is shown (a slice per 1 % of the run)."""
 
     TARGET_S = 0.2
+    __slots__ = ("cap", "epoch_s")
 
-    def __init__(self, spec, n, epochs, batch_size, per_epoch, progress, val_rows=0):
-        self.per_epoch = per_epoch
+    def __init__(self, epoch_s, epochs, n, batch_size, progress):
         self.cap = epochs if not progress else max(1, epochs // 100)
         if batch_size is not None:  # bounds the host memory of the sample orders
             self.cap = min(self.cap, max(1, _MAX_ORDER_INTS // n))
-        flops = (n * (6 * spec.weights + 50 * spec.units)
-                 + val_rows * (2 * spec.weights + 25 * spec.units))
-        self.epoch_s = flops / 0.5e9  # 0.5 GFLOP/s: slower than any compiled path here
-
-    def estimate(self, epochs):
-        """Seconds ``epochs`` epochs are expected to take (before any is measured)."""
-        return epochs * self.epoch_s
+        self.epoch_s = epoch_s
 
     def next_chunk(self, remaining):
-        if self.per_epoch:
-            return 1
         if remaining <= self.cap and remaining * self.epoch_s <= self.TARGET_S:
             return remaining  # (the common case, without the division)
         return max(1, min(remaining, self.cap, int(self.TARGET_S / self.epoch_s)))
@@ -662,6 +685,14 @@ class _Slicer:
     def record(self, epochs, seconds):
         if epochs > 0 and seconds > 0:
             self.epoch_s = max(seconds / epochs, self.epoch_s / 8)
+
+
+def _epoch_seconds(spec, n, val_rows=0):
+    """A deliberately slow estimate of the seconds an epoch of a network of ``spec`` on
+    ``n`` training rows (and the loss on ``val_rows`` validation rows after it) takes:
+    0.5 GFLOP/s, slower than any compiled path here."""
+    weights, units = spec.weights, spec.units
+    return (n * (6 * weights + 50 * units) + val_rows * (2 * weights + 25 * units)) / 0.5e9
 
 
 def _progress_bar(progress, total, initial=0):

@@ -144,12 +144,13 @@ def ready_pair(X, Y, n_in, n_out, backend, dtype):
     ``as_host_2d`` and ``check_same_rows`` as they are: host arrays of the backend in
     ``dtype`` (a ``numpy.dtype``), C-contiguous, writable, finite (one finite check for
     both). False sends them to those checks, which then name what is wrong."""
-    return (type(X) is np.ndarray and type(Y) is np.ndarray and X.dtype is dtype
-            and Y.dtype is dtype and X.ndim == 2 and Y.ndim == 2 and X.shape[1] == n_in
-            and Y.shape[1] == n_out and 0 < X.shape[0] == Y.shape[0]
-            and X.flags.c_contiguous and Y.flags.c_contiguous and X.flags.writeable
-            and Y.flags.writeable and backend.xp is np
-            and backend.is_own_array(X) and backend.all_finite(X, Y))
+    if not (type(X) is np.ndarray and type(Y) is np.ndarray and X.dtype is dtype
+            and Y.dtype is dtype):
+        return False
+    xs, ys = X.shape, Y.shape
+    return (len(xs) == 2 and len(ys) == 2 and xs[1] == n_in and ys[1] == n_out
+            and 0 < xs[0] == ys[0] and X.flags.carray and Y.flags.carray  # (C order, writable)
+            and backend.xp is np and backend.is_own_array(X) and backend.all_finite(X, Y))
 
 
 def _writable(x):
