@@ -290,9 +290,11 @@ class Backend:
     def _dispatch(self, call, spec, rows, batch_size=None, configs=1, epochs=1):
         """``plan`` for a call about to run; records it for open ``use_path`` blocks."""
         path = self.plan(call, spec, rows, batch_size, configs, epochs)
-        for name, record in _RECORDS.get():
-            if name == self.name:
-                record.ran.append((call, path))
+        records = _RECORDS.get()
+        if records:
+            for name, record in records:
+                if name == self.name:
+                    record.ran.append((call, path))
         return path
 
     @contextlib.contextmanager
@@ -635,7 +637,8 @@ class Backend:
         path = self._dispatch("epochs", state.spec, rows, batch_size, 1,
                               state.epochs_prepared + epochs)
         state.epochs_prepared += epochs
-        return state.runner(path, rows, batch_size)
+        run = state.runs.get((path, rows, batch_size))  # (state.runner's key, made once)
+        return run if run is not None else state.runner(path, rows, batch_size)
 
     def epochs_runner(self, path: str, state: TrainState, rows: int, batch_size):
         """``prepare_epochs``' callable for ``path`` (called once per state, path and

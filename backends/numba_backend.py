@@ -249,26 +249,29 @@ class NumbaBackend(StackedSweeps, Backend):
         rows x weights <= FUSED_MAX_WORK (``_fused_wins``); blas: larger; sweeps
         otherwise the engine's."""
         full = batch_size is None
-        tiny = spec.weights <= CODEGEN_MAX_WEIGHTS and self.supports("generated", spec)
-        if call == "sweep":  # the generated sweep kernels train plain sgd only
-            tiny = tiny and spec.plain
         few = rows <= CODEGEN_MAX_ROWS and (rows * spec.weights <= CODEGEN_MAX_WORK
                                             or not _blas_in_numba())
+        # (the size tests first: fit plans at every call)
         if call == "step":
-            if tiny and few:
+            if few and self._tiny(spec):
                 return "generated"
             return "fused" if _fused_wins(rows, spec.weights) else "blas"
         if call == "epochs":
-            if full and tiny and few and epochs * rows >= CODEGEN_MIN_WORK:
+            if full and few and epochs * rows >= CODEGEN_MIN_WORK and self._tiny(spec):
                 return "generated"
             rows = rows if full else batch_size
             return "fused" if _fused_wins(rows, spec.weights) else "blas"
+        tiny = self._tiny(spec) and spec.plain  # the generated sweep kernels: plain sgd only
         if (tiny and (not full or rows <= CODEGEN_MAX_ROWS)
                 and configs * epochs * rows >= CODEGEN_MIN_WORK):
             return "generated"
         if not full or not spec.plain:  # mini-batches, optimizers: the fit kernels
             return "each"
         return self.sweep_path(batch_size, spec)
+
+    def _tiny(self, spec):
+        """A network the generated kernels are made for (``CODEGEN_MAX_WEIGHTS``)."""
+        return spec.weights <= CODEGEN_MAX_WEIGHTS and self.supports("generated", spec)
 
     def prepare_step(self, path, state, n):
         if path != "generated":
@@ -343,7 +346,7 @@ class NumbaBackend(StackedSweeps, Backend):
         def run(X, Y, lrs, orders=None, val=None):
             losses = _nans(len(lrs))
             if val is None:
-                kernel(X, Y, *args, _float64s(lrs), losses)
+                kernel(X, Y, *args, np.ascontiguousarray(lrs, dtype=np.float64), losses)
                 return losses
             Xv, Yv = val
             nv = Xv.shape[0]
