@@ -25,6 +25,7 @@ from .validation import (as_host_2d, check_choice, class_targets, check_dtype, c
 # Mini-batch sample orders are passed to the backend in blocks of at most this many ints.
 _MAX_ORDER_INTS = 1 << 22
 _RATES_UP_FRONT = 1 << 20
+_SLICE_S = 0.2  # seconds of a slice of epochs (see Network._train)
 
 
 class Network:
@@ -441,7 +442,7 @@ class Network:
                                               min_delta, restore_best)
                     else:
                         self._train(run, X, Y, val, rates, epochs, done, batch_size, shuffle,
-                                    hist, _Slicer(epoch_s, epochs, n, batch_size, bar), bar)
+                                    hist, epoch_s, bar)
                 except KeyboardInterrupt as exc:  # between slices (inside one: _run_chunk)
                     if isinstance(exc, TrainingInterrupted):
                         raise
@@ -453,13 +454,22 @@ class Network:
             bar.close()
         return hist
 
-    def _train(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist, slicer,
+    def _train(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist, epoch_s,
                bar):
-        """``fit``'s loop over slices of epochs from epoch ``done`` (sized by ``slicer``),
-        without per-epoch controls."""
+        """``fit``'s loop over slices of epochs from epoch ``done``, without per-epoch
+        controls. A compiled backend runs a whole call without returning to Python, where
+        Ctrl-C is handled, so long runs are cut into slices of about ``_SLICE_S`` seconds:
+        the first sized by ``epoch_s``, a deliberately slow estimate of an epoch
+        (``_epoch_seconds``), the next ones by the measured time (growing at most 8x per
+        slice); with a progress bar, a slice is at most 1 % of the run."""
+        cap = epochs if bar is None else max(1, epochs // 100)
+        if batch_size is not None:  # bounds the host memory of the sample orders
+            cap = min(cap, max(1, _MAX_ORDER_INTS // X.shape[0]))
         previous = None  # the last chunk run (see _run_chunk)
         while done < epochs:
-            k = slicer.next_chunk(epochs - done)
+            k = epochs - done
+            if k > cap or k * epoch_s > _SLICE_S:  # (else the whole rest: the common case)
+                k = max(1, min(k, cap, int(_SLICE_S / epoch_s)))
             lrs = rates(done, k)
             more = done + k < epochs
             t0 = time.perf_counter() if more else 0.0
@@ -468,7 +478,9 @@ class Network:
             if STOP_REQUESTED.is_set():
                 raise TrainingInterrupted(len(hist.loss), hist)
             if more:
-                slicer.record(k, time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                if seconds > 0:
+                    epoch_s = max(seconds / k, epoch_s / 8)
             done += k
             if bar is not None:
                 bar.update(k)
@@ -659,32 +671,6 @@ def _stop_on_ctrl_c(wanted=True):
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         STOP_REQUESTED.clear()
-
-
-class _Slicer:
-    """Epochs per backend call. A compiled backend runs a whole call without returning to
-    Python, where Ctrl-C is handled, so long runs are cut into slices of about
-    ``TARGET_S`` seconds: the first sized by ``epoch_s``, a deliberately slow estimate of
-    an epoch (``_epoch_seconds``), the next ones by the measured time (growing at most 8x
-    per slice). ``n`` rows; ``progress``: a bar is shown (a slice per 1 % of the run)."""
-
-    TARGET_S = 0.2
-    __slots__ = ("cap", "epoch_s")
-
-    def __init__(self, epoch_s, epochs, n, batch_size, progress):
-        self.cap = epochs if not progress else max(1, epochs // 100)
-        if batch_size is not None:  # bounds the host memory of the sample orders
-            self.cap = min(self.cap, max(1, _MAX_ORDER_INTS // n))
-        self.epoch_s = epoch_s
-
-    def next_chunk(self, remaining):
-        if remaining <= self.cap and remaining * self.epoch_s <= self.TARGET_S:
-            return remaining  # (the common case, without the division)
-        return max(1, min(remaining, self.cap, int(self.TARGET_S / self.epoch_s)))
-
-    def record(self, epochs, seconds):
-        if epochs > 0 and seconds > 0:
-            self.epoch_s = max(seconds / epochs, self.epoch_s / 8)
 
 
 def _epoch_seconds(spec, n, val_rows=0):
