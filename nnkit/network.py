@@ -429,8 +429,7 @@ class Network:
         # One path for the whole run (slices of other lengths would plan other kernels).
         run = self.backend.prepare_epochs(self._state, n, batch_size, epochs)
         per_epoch = callback is not None or patience is not None or restore_best
-        bar = (_progress_bar(progress, epochs, initial=done)
-               if progress or (progress is None and epochs >= 1000) else None)
+        bar = _progress_bar(progress, epochs, initial=done)
         epoch_s = _epoch_seconds(self._state.spec, n, 0 if val is None else val[0].shape[0])
         if done < epochs:
             # A run too short to be worth a SIGINT handler does not enter _stop_on_ctrl_c.

@@ -47,6 +47,23 @@ def test_fit_rejects_bad_input(net, kwargs, exc, match):
         assert np.array_equal(W, W0) and np.array_equal(b, b0)
 
 
+def test_data_changed_in_place_is_checked_again(net):
+    """Arrays that passed the checks as they are (the network's dtype and layout) are
+    checked again at every call: a NaN written into them afterwards is refused."""
+    Xc, Yc = X.astype(np.float64), Y.astype(np.float64)
+    net.fit(Xc, Yc, epochs=2, lr=0.1)
+    before = net.get_params()
+    Yc[2, 0] = np.inf
+    with pytest.raises(ValueError, match="Y: contains NaN or infinite"):
+        net.fit(Xc, Yc, epochs=2, lr=0.1)
+    Yc[2, 0] = 1.0
+    Xc[1, 1] = np.nan
+    with pytest.raises(ValueError, match="X: contains NaN"):
+        net.fit(Xc, Yc, epochs=2, lr=0.1)
+    for (W, b), (W0, b0) in zip(net.get_params(), before):  # nothing changed
+        assert np.array_equal(W, W0) and np.array_equal(b, b0)
+
+
 def test_batch_size_larger_than_data_is_clamped_to_full_batch(net):
     ref = nnkit.Network(net.layers, dtype="float64", backend=net.backend)
     assert net.fit(X, Y, epochs=3, lr=0.5, batch_size=100).loss == \
