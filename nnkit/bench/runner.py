@@ -302,12 +302,13 @@ def sweep_rows(backends, dtype, peers, nets, epochs, workload="or-gate"):
     return rows
 
 
-def _settle(quick):
-    """A pause before timing BLAS-bound work (not in --quick runs): OpenBLAS's threads
-    spin for a while after each call, and NumPy and SciPy (numba's BLAS) bring a pool
-    each, so a step timed right after the other library's work shared the cores with
-    its spinning threads (numba's mnist step: +10-20 % at times, measured)."""
-    if not quick:
+def _settle(quick, tiny):
+    """A pause before timing a step (in --quick runs, BLAS-bound ones only): OpenBLAS's
+    threads spin for a while after each call, and NumPy and SciPy (numba's BLAS) bring a
+    pool each, so a step timed right after the other library's work shared the cores
+    with its spinning threads (numba's mnist step: +10-20 % at times, and 0.65-0.78x
+    the numpy backend's in --quick runs without the pause, measured)."""
+    if not (quick and tiny):
         time.sleep(0.3)
 
 
@@ -353,7 +354,7 @@ def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
                 row["step_s"], row["gemm_s"] = interleaved_times(
                     [step, gemm_call(w, be, dtype)], be.synchronize,
                     rounds=1 if quick else 3, budget=0.2 if quick else 0.25,
-                    settle=lambda: _settle(quick))
+                    settle=lambda: _settle(quick, w.tiny))
                 row["flops"] = w.flops_per_step()
                 if w.tiny:
                     row["epoch_s"] = epoch_time(w, name, dtype, epochs)
