@@ -690,14 +690,14 @@ class Backend:
         as a 0-d backend value (read without a host synchronisation here)."""
         return self.loss(self.network_output(state, X), Y, state.loss)
 
-    def all_finite(self, x: Array, *more: Array) -> bool:
-        """Whether every element of the backend array ``x`` (and of ``more``) is finite
-        (no NaN, no inf); one read on the host for all of them."""
-        xp = self.xp
-        ok = xp.isfinite(x).all()
-        for a in more:
-            ok = ok & xp.isfinite(a).all()
-        return bool(ok)
+    def all_finite(self, x: Array) -> bool:
+        """Whether every element of the backend array ``x`` is finite (no NaN, no inf)."""
+        return bool(self.xp.isfinite(x).all())
+
+    def all_finite_pair(self, x: Array, y: Array) -> bool:
+        """``all_finite(x) and all_finite(y)``: fit's data and targets, checked together
+        (a backend may do it in one call)."""
+        return self.all_finite(x) and self.all_finite(y)
 
     def train_many(self, params: list, activations, loss: str, X: Array, Y: Array, lrs,
                    factors, batch_size: int | None = None, orders=None,

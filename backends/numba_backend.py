@@ -377,12 +377,11 @@ class NumbaBackend(StackedSweeps, Backend):
             return losses
         return self.validating(state, run)
 
-    def all_finite(self, x, *more):
-        if not more:
-            return bool(self.k.all_finite(x))
-        if len(more) == 1:  # (fit's X and Y: one kernel call)
-            return bool(self.k.all_finite_pair(x, more[0]))
-        return all(self.k.all_finite(a) for a in (x, *more))
+    def all_finite(self, x):
+        return bool(self.k.all_finite(x))
+
+    def all_finite_pair(self, x, y):
+        return bool(self.k.all_finite_pair(x, y))  # (one kernel call)
 
     def gemm(self, a, b, out):
         """The blas path's gemm: np.dot inside a kernel (SciPy's BLAS, which need not be

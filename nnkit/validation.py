@@ -150,7 +150,7 @@ def ready_pair(X, Y, n_in, n_out, backend, dtype):
     xs, ys = X.shape, Y.shape
     return (len(xs) == 2 and len(ys) == 2 and xs[1] == n_in and ys[1] == n_out
             and 0 < xs[0] == ys[0] and X.flags.carray and Y.flags.carray  # (C order, writable)
-            and backend.xp is np and backend.is_own_array(X) and backend.all_finite(X, Y))
+            and backend.xp is np and backend.is_own_array(X) and backend.all_finite_pair(X, Y))
 
 
 def _writable(x):

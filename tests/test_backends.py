@@ -148,6 +148,27 @@ def test_third_party_backend_via_entry_point(monkeypatch):
     assert net.fit(X, Y, epochs=2, lr=1.0).loss[1] < net.fit(X, Y, epochs=1, lr=1.0).loss[0] + 1
 
 
+def test_a_backend_written_against_the_one_array_all_finite_still_trains():
+    """A third-party backend that overrides ``all_finite(x)`` (one array, as the
+    interface has it) is asked about X and Y through it, in fit's common case too."""
+    checked = []
+
+    class Counting(Backend):
+        name = "counting"
+
+        def all_finite(self, x):
+            checked.append(x.shape)
+            return super().all_finite(x)
+
+    net = nnkit.Network([nnkit.Dense(2, 1)], backend=Counting(), dtype="float64")
+    X, Y = (a.astype(np.float64) for a in nnkit.datasets.or_gate())
+    net.fit(X, Y, epochs=2, lr=1.0)
+    assert (4, 2) in checked and (4, 1) in checked
+    Y[0, 0] = np.nan
+    with pytest.raises(ValueError, match="Y: contains NaN"):
+        net.fit(X, Y, epochs=2, lr=1.0)
+
+
 def test_arrays_of_another_kind_are_refused_clearly():
     class Foreign:
         def __array__(self, dtype=None, copy=None):
