@@ -34,11 +34,23 @@ class History:
             self.val_loss.extend(np.asarray(val_losses, dtype=np.float64).tolist())
 
     def _flush(self):
-        # Converting thousands of epochs to floats is done once, when they are read.
-        for losses, lrs in self._pending:
-            self._loss.extend(losses.tolist())
-            self._lr.extend(lrs.tolist())
-        self._pending.clear()
+        # Converting thousands of epochs to floats is done once, when they are read. It
+        # can take a while, and a second Ctrl-C may land in it: each entry is converted
+        # before anything changes and leaves the queue when it is added, so an interrupt
+        # neither repeats epochs nor makes loss and lr differ in length.
+        pending = self._pending
+        while pending:
+            entry = pending[0]
+            losses, lrs = entry[0].tolist(), entry[1].tolist()
+            n = len(self._loss)
+            try:
+                self._loss.extend(losses)
+                self._lr.extend(lrs)
+                del pending[0]
+            except BaseException:  # interrupted between those: undone, the entry queued
+                if pending and pending[0] is entry:
+                    del self._loss[n:], self._lr[n:]
+                raise
 
     @property
     def loss(self):
