@@ -1,6 +1,8 @@
 """What ``fit`` records."""
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 _FLOAT64 = np.dtype(np.float64)
@@ -17,7 +19,7 @@ class History:
 
     def __init__(self):
         self._loss, self._lr = [], []
-        self._pending = []  # (losses, lrs) arrays not yet turned into Python floats
+        self._pending = deque()  # (losses, lrs) arrays not yet turned into floats
         self.val_loss = []
         self.stopped_epoch = None
         self.best_epoch = None
@@ -46,7 +48,7 @@ class History:
             try:
                 self._loss.extend(losses)
                 self._lr.extend(lrs)
-                del pending[0]
+                pending.popleft()
             except BaseException:  # interrupted between those: undone, the entry queued
                 if pending and pending[0] is entry:
                     del self._loss[n:], self._lr[n:]
