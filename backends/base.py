@@ -107,7 +107,7 @@ class OptimizerState:
 
     @property
     def l2(self) -> float:
-        return float(self.hyper[3])
+        return self.hyper.item(3)  # (a Python float; fit reads it at every call)
 
     @property
     def plain(self) -> bool:
@@ -637,8 +637,7 @@ class Backend:
         path = self._dispatch("epochs", state.spec, rows, batch_size, 1,
                               state.epochs_prepared + epochs)
         state.epochs_prepared += epochs
-        run = state.runs.get((path, rows, batch_size))  # (state.runner's key, made once)
-        return run if run is not None else state.runner(path, rows, batch_size)
+        return state.runner(path, rows, batch_size)
 
     def epochs_runner(self, path: str, state: TrainState, rows: int, batch_size):
         """``prepare_epochs``' callable for ``path`` (called once per state, path and

@@ -346,7 +346,7 @@ class NumbaBackend(StackedSweeps, Backend):
         def run(X, Y, lrs, orders=None, val=None):
             losses = _nans(len(lrs))
             if val is None:
-                kernel(X, Y, *args, np.ascontiguousarray(lrs, dtype=np.float64), losses)
+                kernel(X, Y, *args, _float64s(lrs), losses)
                 return losses
             Xv, Yv = val
             nv = Xv.shape[0]

@@ -130,7 +130,7 @@ class Network:
         if opt is not self._optimizer and opt != self._optimizer:
             self._optimizer = opt
             self._state.set_optimizer(opt.settings(l2).state(self.backend, self._state.params))
-        elif l2 != self._state.opt.hyper.item(3):  # (its l2, without the property's float())
+        elif l2 != self._state.opt.l2:
             self._state.opt.hyper[3] = l2
             self._state.set_optimizer(self._state.opt)
 
@@ -550,7 +550,7 @@ class Network:
             # (the check of a one-epoch slice, as per-epoch fits run, is one float's)
             all_finite = (math.isfinite(losses[0]) if len(losses) == 1
                           else bool(np.isfinite(losses).all()))
-            if all_finite and self.backend.all_finite(self._flat):
+            if all_finite and self._params_finite():
                 hist.extend(losses, lrs, val_losses)
                 return snapshot, lrs, orders, losses, val_losses
             if not all_finite and STOP_REQUESTED.is_set() and self._params_finite():
