@@ -136,6 +136,7 @@ Array = Any  # the backend's own array type (numpy.ndarray, cupy.ndarray, ...)
 #: at the end of the current epoch; compiled multi-epoch calls finish their slice.
 STOP_REQUESTED = threading.Event()
 CALLS = ("step", "epochs", "sweep")  # the training calls a backend plans a path for
+MAX_PLANNED_EPOCHS = 2**62  # more epochs than any run plans for (see choose_path)
 
 # {backend name: path} forced by Backend.use_path, and the records of the open blocks.
 _NOTHING_FORCED = {}
@@ -177,6 +178,7 @@ class TrainState:
         self.spec = ModelSpec.of(self.params, self.activations, loss)
         self.steps = {}  # batch rows -> the backend's prepared step (Backend.train_step)
         self.runs = {}  # (path, rows, batch_size) -> prepared epochs (Backend.prepare_epochs)
+        self.settled = {}  # (rows, batch_size) -> a run whose plan no longer changes
         self.epochs_prepared = 0  # epochs prepare_epochs planned since the optimizer was set
         self._buffers = {}
         self.opt = OptimizerState(backend, self.params)
@@ -188,6 +190,7 @@ class TrainState:
                                  opt.l2 != 0.0)
         self.steps = {}
         self.runs = {}
+        self.settled = {}
         self.epochs_prepared = 0
         for buf in self._buffers.values():
             buf.cache.clear()
@@ -257,7 +260,9 @@ class Backend:
     def choose_path(self, call: str, spec: ModelSpec, rows: int, batch_size: int | None,
                     configs: int, epochs: int) -> str:
         """This backend's planning function: the path for ``call`` by size (overridden
-        by backends with more than one path)."""
+        by backends with more than one path). For "epochs" the choice may change with
+        ``epochs`` only once as they grow: a choice that equals the one for
+        ``MAX_PLANNED_EPOCHS`` holds for every longer run (``prepare_epochs`` keeps it)."""
         return "reference"
 
     def supports(self, path: str, spec: ModelSpec) -> bool:
@@ -626,18 +631,28 @@ class Backend:
         val=None) -> losses`` for ``rows`` samples of ``state`` in batches of
         ``batch_size``, kept on the state, so a loop of calls (``fit``'s slices) plans,
         checks and builds kernel arguments once. The path is planned (and recorded for
-        ``use_path``) at every call, for ``epochs`` epochs plus the state's
-        ``epochs_prepared`` (the epochs over which a kernel's compile is paid). With
+        ``use_path``) for ``epochs`` epochs plus the state's ``epochs_prepared`` (the
+        epochs over which a kernel's compile is paid), at every call until it is the
+        path any longer run would take: then, outside ``use_path`` blocks, kept. With
         ``val=(Xv, Yv)`` (backend arrays) ``run`` returns ``(losses, val_losses)``: the
         mean loss on (Xv, Yv) after each epoch's update (no L2 term, as
         ``evaluate_loss``), NaN for epochs not run."""
         batch_size = batch_or_full(batch_size, rows)
+        state.epochs_prepared += epochs
+        key = (rows, batch_size)
+        if not _FORCED.get() and not _RECORDS.get():
+            run = state.settled.get(key)
+            if run is not None:  # planned before, as it would be for any longer run
+                return run
         # Planned for the epochs the state ran before too (``TrainState.epochs_prepared``):
         # a kernel worth compiling for a long run is worth it for a loop of short ones.
         path = self._dispatch("epochs", state.spec, rows, batch_size, 1,
-                              state.epochs_prepared + epochs)
-        state.epochs_prepared += epochs
-        return state.runner(path, rows, batch_size)
+                              state.epochs_prepared)
+        run = state.runner(path, rows, batch_size)
+        if not _FORCED.get() and path == self.choose_path(
+                "epochs", state.spec, rows, batch_size, 1, MAX_PLANNED_EPOCHS):
+            state.settled[key] = run  # (more epochs cannot change it: ``choose_path``)
+        return run
 
     def epochs_runner(self, path: str, state: TrainState, rows: int, batch_size):
         """``prepare_epochs``' callable for ``path`` (called once per state, path and

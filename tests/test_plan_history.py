@@ -54,3 +54,49 @@ def test_a_new_optimizer_starts_the_count_again():
     assert net.train_state.epochs_prepared == 0
     net.fit(X, Y, epochs=SHORT, lr=0.5)
     assert paths_built(net) == {"fused"}  # the runners went with the old optimizer state
+
+
+def _count_plans(net, monkeypatch):
+    """A list that gets one entry per ``choose_path`` call of the net's backend for a run
+    shorter than ``MAX_PLANNED_EPOCHS`` (the plans a fit pays for)."""
+    from nnkit.backends.base import MAX_PLANNED_EPOCHS
+    be, plans = net.backend, []
+    choose = be.choose_path
+
+    def counted(call, spec, rows, batch_size, configs, epochs):
+        if epochs < MAX_PLANNED_EPOCHS:
+            plans.append(epochs)
+        return choose(call, spec, rows, batch_size, configs, epochs)
+    monkeypatch.setattr(be, "choose_path", counted)
+    return plans
+
+
+def test_a_plan_that_more_epochs_cannot_change_is_kept(monkeypatch):
+    from nnkit.backends.numba_backend import CODEGEN_MIN_WORK
+    net = or_gate()
+    plans = _count_plans(net, monkeypatch)
+    # below the generated kernel's threshold the plan can still change: planned each time
+    for _ in range(3):
+        net.fit(X, Y, epochs=SHORT, lr=0.5)
+    assert len(plans) == 3 and paths_built(net) == {"fused"}
+    long = math.ceil(CODEGEN_MIN_WORK / len(X))
+    net.fit(X, Y, epochs=long, lr=0.5)
+    assert len(plans) == 4 and paths_built(net) == {"fused", "generated"}
+    losses = [net.fit(X, Y, epochs=1, lr=0.5).loss[0] for _ in range(5)]
+    assert len(plans) == 4  # generated is what any longer run takes: kept, not planned
+    with net.backend.use_path("fused") as record:  # a forced path still wins
+        forced = net.fit(X, Y, epochs=1, lr=0.5).loss[0]
+    assert record.paths("epochs") == {"fused"} and len(plans) == 4
+    with net.backend.use_path("generated") as record:  # and is recorded
+        net.fit(X, Y, epochs=1, lr=0.5)
+    assert record.paths("epochs") == {"generated"}
+    # the same numbers as the reference over the same epochs
+    ref = or_gate("numpy")
+    for _ in range(3):
+        ref.fit(X, Y, epochs=SHORT, lr=0.5)
+    ref.fit(X, Y, epochs=long, lr=0.5)
+    expected = [ref.fit(X, Y, epochs=1, lr=0.5).loss[0] for _ in range(6)]
+    np.testing.assert_allclose(losses + [forced], expected, rtol=1e-12)
+    net.reset_optimizer()  # a new optimizer plans again
+    net.fit(X, Y, epochs=1, lr=0.5)
+    assert len(plans) == 5
