@@ -126,6 +126,8 @@ class Network:
     def _use_optimizer(self, optimizer, l2):
         """Train with ``optimizer`` and ``l2`` from now on, keeping the state when the
         optimizer (name or settings) is the one the state belongs to."""
+        if optimizer is self._optimizer and l2 == self._state.opt.l2:
+            return  # (fit's common case: nothing changes)
         opt = get_optimizer(optimizer)
         if opt is not self._optimizer and opt != self._optimizer:
             self._optimizer = opt
@@ -385,8 +387,9 @@ class Network:
         matrices (not biases) to the loss, l2 W to their gradients (torch's
         ``weight_decay``); the reported losses include it.
         """
+        # (the common values pass the first test of each line: fit runs them at every call)
         epochs = check_epochs(epochs)
-        lr = check_positive_float("lr", lr)
+        lr = lr if type(lr) is float and 0.0 < lr < math.inf else check_positive_float("lr", lr)
         l2 = l2 if type(l2) is float and 0.0 <= l2 < math.inf else check_l2(l2)
         optimizer = get_optimizer(optimizer)  # checked before anything changes
         if batch_size is not None:
@@ -394,7 +397,8 @@ class Network:
         schedule = get_schedule(lr_schedule)
         if patience is not None:
             patience = check_positive_int("patience", patience)
-        min_delta = check_real("min_delta", min_delta, minimum=0.0)
+        if not (type(min_delta) is float and 0.0 <= min_delta < math.inf):
+            min_delta = check_real("min_delta", min_delta, minimum=0.0)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback: expected a callable (epoch, record), got "
                             f"{type(callback).__name__}")

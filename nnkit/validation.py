@@ -42,6 +42,8 @@ def check_positive_int(arg, value, minimum=1, maximum=None):
 
 def check_epochs(value, arg="epochs"):
     """An epoch count: an int in [1, MAX_EPOCHS]."""
+    if type(value) is int and 0 < value <= MAX_EPOCHS:
+        return value  # (fit checks it at every call)
     return check_positive_int(arg, value, maximum=MAX_EPOCHS)
 
 
