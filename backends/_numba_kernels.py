@@ -36,6 +36,20 @@ def fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+@intrinsic
+def address_as_pointer(typingctx, address):
+    """The int64 ``address`` as a void pointer, for ``numba.carray(ptr, shape, dtype)``:
+    the generated fit kernels take their state arrays as a table of addresses (see
+    ``_numba_codegen.fit_state_pointers``), one argument instead of one per array."""
+    if not (isinstance(address, types.Integer) and address.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return types.voidptr(address), codegen
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _reduce64(x):
     """(r, 2**k) with x = k ln 2 + r, k = round(x / ln 2), |r| <= 0.347 (float64; for

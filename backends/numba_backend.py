@@ -277,12 +277,13 @@ class NumbaBackend(StackedSweeps, Backend):
         if path != "generated":
             return super().prepare_step(path, state, n)
         kernel = _fit_kernel(state, n)
-        args, lr_arr, loss_arr = _fit_args(state), np.empty(1), np.full(1, np.nan)
+        (P, arrays), lr_arr, loss_arr = _fit_state(state), np.empty(1), np.full(1, np.nan)
 
         def step(state, X, Y, lr):  # one epoch of the generated fit kernel
             lr_arr[0] = lr
-            kernel(X, Y, *args, lr_arr, loss_arr)
+            kernel(X, Y, P, lr_arr, loss_arr)
             return loss_arr[0]
+        step.state_arrays = arrays  # (alive as long as the step that writes them by P)
         return step
 
     def _step_generated(self, state, X, Y, lr):
@@ -340,13 +341,13 @@ class NumbaBackend(StackedSweeps, Backend):
         """``epochs_runner`` of the generated fit kernel (full batches of ``rows``)."""
         if batch_size is not None:
             raise ValueError("the generated epochs path trains full batches only")
-        kernel, args = _fit_kernel(state, rows), _fit_args(state)
+        kernel, (P, arrays) = _fit_kernel(state, rows), _fit_state(state)
         validated = {}  # validation rows -> the kernel that also computes their loss
 
         def run(X, Y, lrs, orders=None, val=None):
             losses = _nans(len(lrs))
             if val is None:
-                kernel(X, Y, *args, _float64s(lrs), losses)
+                kernel(X, Y, P, _float64s(lrs), losses)
                 return losses
             Xv, Yv = val
             nv = Xv.shape[0]
@@ -354,8 +355,9 @@ class NumbaBackend(StackedSweeps, Backend):
             if both is None:
                 both = validated[nv] = _fit_kernel(state, rows, nv)
             val_losses = _nans(len(lrs))
-            both(X, Y, *args, _float64s(lrs), losses, Xv, Yv, val_losses)
+            both(X, Y, P, _float64s(lrs), losses, Xv, Yv, val_losses)
             return losses, val_losses
+        run.state_arrays = arrays  # (alive as long as the runner that writes them by P)
         return run
 
     def _epochs_kernel(self, kernel, state, rows, batch_size, contiguous=False):
@@ -593,16 +595,20 @@ def _fit_kernel(state, n, val_rows=None):
                      val_rows, rule=state.opt.rule, l2=state.opt.l2 != 0.0)
 
 
-def _fit_args(state):
-    """The generated fit kernel's arguments before ``lrs, losses``: every (W, b), the
-    optimizer's state slots its rule keeps (S1 per layer, then S2), hyper and t; the
-    arrays are updated in place, so the tuple stays valid until the optimizer changes
-    (``TrainState.set_optimizer`` clears the caches holding it)."""
+def _fit_state(state):
+    """The generated fit kernel's state argument ``P`` (the addresses of its state
+    arrays, ``_numba_codegen.fit_state_pointers``) and those arrays: every (W, b), the
+    optimizer's slots its rule keeps (S1 per layer, then S2), hyper and t. They are
+    updated in place, so both stay valid until the optimizer changes
+    (``TrainState.set_optimizer`` clears the caches holding them); whatever calls the
+    kernel with ``P`` must hold the arrays as long (a runner as its ``state_arrays``)."""
     from ._math import UPDATE_MATH
-    opt = state.opt
+    from ._numba_codegen import fit_state_pointers
+    opt, spec = state.opt, state.spec
     slots = (opt.s1, opt.s2)[:UPDATE_MATH[opt.rule].slots]
-    return (*(a for pair in state.params for a in pair),
-            *(a for pairs in slots for pair in pairs for a in pair), opt.hyper, opt.t)
+    arrays = (*(a for pair in state.params for a in pair),
+              *(a for pairs in slots for pair in pairs for a in pair), opt.hyper, opt.t)
+    return fit_state_pointers(arrays, spec.sizes, opt.rule, spec.dtype), arrays
 
 
 def _slot_tuples(opt):

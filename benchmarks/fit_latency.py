@@ -105,7 +105,7 @@ def fit_pieces(repeats):
     of: each piece timed alone (CPU time of this thread, best of ``repeats``), and an
     empty numba function of the generated kernel's signature (its call cost alone)."""
     import numba
-    from nnkit.backends.numba_backend import _fit_args, _fit_kernel
+    from nnkit.backends.numba_backend import _fit_kernel, _fit_state
     from nnkit.history import History
     from nnkit.schedules import learning_rates
     X, Y = OR_221.data("float64")
@@ -114,7 +114,8 @@ def fit_pieces(repeats):
     Xp, Yp = net.prepare(X, Y)
     be, state = net.backend, net.train_state
     run = be.prepare_epochs(state, 4, None, 1)
-    kernel, args = _fit_kernel(state, 4), _fit_args(state)
+    kernel, (P, _) = _fit_kernel(state, 4), _fit_state(state)
+    args = (P,)  # the state arrays' address table
     lrs, losses = np.full(1, LR), np.empty(1)
 
     names = ", ".join(f"a{i}" for i in range(len(args) + 4))

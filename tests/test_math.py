@@ -98,12 +98,15 @@ def test_generated_fit_source_renders_every_update_rule(rule, l2):
         assert (decayed in body) == l2
         assert f"g = {_math.decay(g, 'db0[j]', 'p', 'l2')}" not in body
         assert ("loss += 0.5 * hyper[3] * sq" in body) == l2
-    header = next(line for line in body if line.startswith("def train_epochs("))
+    assert "def train_epochs(X, Y, P, lrs, losses):" in body
+    # the state arrays, read from the address table P in the order of fit_state_layout
+    state = [line.split(" = ")[0] for line in body if "= carray(_address(P[" in line]
     slots = UPDATE_MATH[rule].slots
     for i in (1, 2):
-        assert (f"S{i}W0" in header) == (slots >= i)
-        assert (f"S{i}b1" in header) == (slots >= i)
-    assert "hyper, count, lrs, losses" in header
+        assert (f"S{i}W0" in state) == (slots >= i)
+        assert (f"S{i}b1" in state) == (slots >= i)
+    assert state[:4] == ["W0", "b0", "W1", "b1"] and state[-2:] == ["hyper", "count"]
+    assert len(state) == 4 * (1 + slots) + 2
     others = {(r, x) for r in UPDATES for x in (False, True)} - {(rule, l2)}
     assert all(_numba_codegen._fit_source(sizes, ("tanh", "sigmoid"), "mse", 4, r, x) != src
                for r, x in others)

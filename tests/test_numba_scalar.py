@@ -34,12 +34,17 @@ def run(kernel, sizes, n, rule, val_rows, dtype, epochs=300):
     params = [p.astype(dtype) for a, b in zip(sizes, sizes[1:])
               for p in (rng.normal(size=(a, b)), rng.normal(size=b) * 0.1)]
     slots = [np.zeros_like(p) for _ in range(UPDATE_MATH[rule].slots) for p in params]
-    args = [X, Y, *params, *slots, np.array([0.9, 0.999, 1e-7, 0.01]),
-            np.zeros(1, np.int64), np.full(epochs, 0.05), np.empty(epochs)]
+    state = [*params, *slots, np.array([0.9, 0.999, 1e-7, 0.01]), np.zeros(1, np.int64)]
+    args = [np.full(epochs, 0.05), np.empty(epochs)]
     if val_rows:
         args += [X[:val_rows].copy(), Y[:val_rows].copy(), np.empty(epochs)]
-    returned = kernel(*args)
-    return returned, args
+    returned = kernel(X, Y, pointers(state, sizes, rule, dtype), *args)
+    return returned, [X, Y, *state, *args]
+
+
+def pointers(state, sizes, rule, dtype):
+    from nnkit.backends._numba_codegen import fit_state_pointers
+    return fit_state_pointers(state, sizes, rule, dtype)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{'-'.join(map(str, c[0]))}-{c[4]}")
@@ -68,7 +73,8 @@ def test_a_diverging_scalar_kernel_writes_back_the_parameters_it_stopped_at(monk
         kernel = compiled(codegen._fit_source((2, 1), ("linear",), "squared_error", 4),
                           "float64")
         W, b, losses = np.array([[0.5], [-0.5]]), np.array([0.1]), np.full(200, np.nan)
-        stopped = kernel(X, np.ones((4, 1)), W, b, np.zeros(4), np.zeros(1, np.int64),
+        state = [W, b, np.zeros(4), np.zeros(1, np.int64)]
+        stopped = kernel(X, np.ones((4, 1)), pointers(state, (2, 1), "sgd", "float64"),
                          np.full(200, 10.0), losses)
         out[form] = stopped, W, b, losses
     stopped, W, b, losses = out["scalar"]
@@ -88,3 +94,35 @@ def test_larger_kernels_keep_the_loop_form():
     # a wide output counts its units: a 1-24 softmax on one row keeps the loop form
     assert "for k in range" in codegen._fit_source((1, 24), ("linear",),
                                                    "categorical_crossentropy", 1)
+
+
+def test_the_state_address_table_takes_only_the_arrays_the_kernel_expects():
+    """The kernel reads and writes its state through the addresses alone: the table is
+    made only of writable C-contiguous arrays of the layout's shapes and dtypes."""
+    from nnkit.backends._numba_codegen import fit_state_layout
+    sizes = (2, 3, 1)
+    good = [np.zeros(shape, np.dtype("float64" if dt == "DT" else dt))
+            for _, shape, dt in fit_state_layout(sizes, "momentum", "DT")]
+    P = pointers(good, sizes, "momentum", "float64")
+    assert P.dtype == np.int64 and list(P) == [a.ctypes.data for a in good]
+    readonly = good[0].copy()
+    readonly.flags.writeable = False
+    for i, bad in [(0, good[0].astype(np.float32)), (0, np.zeros((3, 2))),
+                   (1, np.zeros(6)[::2]), (0, readonly), (-1, np.zeros(1, np.int32))]:
+        with pytest.raises(ValueError, match="expected a writable C-contiguous"):
+            pointers(good[:i] + [bad] + good[i + 1:] if i != -1 else good[:-1] + [bad],
+                     sizes, "momentum", "float64")
+    with pytest.raises(ValueError, match="expected 14 state arrays, got 10"):
+        pointers(good, sizes, "adam", "float64")  # momentum's one slot, Adam keeps two
+
+
+def test_a_runner_holds_the_arrays_its_kernel_writes():
+    import nnkit
+    net = nnkit.Network([nnkit.Dense(2, 2, "sigmoid"), nnkit.Dense(2, 1, "sigmoid")],
+                        dtype="float64", seed=0, backend="numba")
+    X, Y = np.eye(4, 2), np.ones((4, 1))
+    net.fit(X, Y, epochs=2000, lr=0.1, optimizer="adam")
+    (run,) = [r for (path, _, _), r in net.train_state.runs.items() if path == "generated"]
+    opt = net.train_state.opt
+    assert [a for a in run.state_arrays] == [*[a for p in net.train_state.params for a in p],
+                                             *opt.arrays(), opt.hyper, opt.t]
