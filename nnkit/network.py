@@ -26,6 +26,7 @@ from .validation import (as_host_2d, check_choice, class_targets, check_dtype, c
 _MAX_ORDER_INTS = 1 << 22
 _RATES_UP_FRONT = 1 << 20
 _SLICE_S = 0.2  # seconds of a slice of epochs (see Network._train)
+_HANDLER_S = 0.05  # estimated seconds (_epoch_seconds) of a fit worth a SIGINT handler
 
 
 class Network:
@@ -423,7 +424,6 @@ class Network:
         if epochs > _RATES_UP_FRONT:
             for start in range(_RATES_UP_FRONT, epochs, _RATES_UP_FRONT):
                 learning_rates(schedule, lr, min(_RATES_UP_FRONT, epochs - start), start)
-        rates = _Rates(head, schedule, lr)
         hist = History()
         done = 0
         if trace:
@@ -436,16 +436,21 @@ class Network:
         bar = _progress_bar(progress, epochs, initial=done)
         epoch_s = _epoch_seconds(self._state.spec, n, 0 if val is None else val[0].shape[0])
         if done < epochs:
-            # A run too short to be worth a SIGINT handler does not enter _stop_on_ctrl_c.
-            with (_stop_on_ctrl_c() if epochs * epoch_s > 0.05 else _NO_HANDLER):
+            # A run too short to be worth a SIGINT handler does not enter _stop_on_ctrl_c;
+            # without one, and without per-epoch controls, it is one chunk (see _train).
+            short = epochs * epoch_s <= _HANDLER_S
+            with (_NO_HANDLER if short else _stop_on_ctrl_c()):
                 try:
-                    if per_epoch:
-                        self._train_epochwise(run, X, Y, val, rates, epochs, done, batch_size,
-                                              shuffle, hist, bar, callback, patience,
-                                              min_delta, restore_best)
+                    if short and not per_epoch and bar is None and done == 0:
+                        self._run_chunk(run, X, Y, val, head, batch_size, shuffle, hist, 0,
+                                        None)  # (the common short fit: no loop to go round)
+                    elif per_epoch:
+                        self._train_epochwise(run, X, Y, val, _Rates(head, schedule, lr),
+                                              epochs, done, batch_size, shuffle, hist, bar,
+                                              callback, patience, min_delta, restore_best)
                     else:
-                        self._train(run, X, Y, val, rates, epochs, done, batch_size, shuffle,
-                                    hist, epoch_s, bar)
+                        self._train(run, X, Y, val, _Rates(head, schedule, lr), epochs, done,
+                                    batch_size, shuffle, hist, epoch_s, bar)
                 except KeyboardInterrupt as exc:  # between slices (inside one: _run_chunk)
                     if isinstance(exc, TrainingInterrupted):
                         raise
@@ -497,8 +502,9 @@ class Network:
         wait = 0
         previous = None  # the last epoch run (see _run_chunk)
         stop_requested = STOP_REQUESTED.is_set
+        head = rates.head
         while done < epochs:
-            lrs = rates(done, 1)
+            lrs = head[done:done + 1] if done < len(head) else rates(done, 1)
             previous = self._run_chunk(run, X, Y, val, lrs, batch_size, shuffle, hist, done,
                                        previous)
             if stop_requested():
@@ -552,7 +558,7 @@ class Network:
             else:
                 losses, val_losses = run(X, Y, lrs, orders, val)
             # (the check of a one-epoch slice, as per-epoch fits run, is one float's)
-            all_finite = (math.isfinite(losses[0]) if len(losses) == 1
+            all_finite = (math.isfinite(losses.item(0)) if len(losses) == 1
                           else bool(np.isfinite(losses).all()))
             if all_finite and self._params_finite():
                 hist.extend(losses, lrs, val_losses)
