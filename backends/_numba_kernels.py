@@ -1122,6 +1122,25 @@ def all_finite(a):
 
 
 @njit(cache=True)
+def finite_copy(a, out):
+    """Copy ``a`` into ``out`` (same shape); whether every element is finite."""
+    if a.shape != out.shape:
+        raise ValueError("finite_copy: x and out differ in shape")
+    finite = True
+    if a.ndim == 1:  # (the flat parameters: no flat iterators)
+        for i in range(a.shape[0]):
+            x = a[i]
+            out[i] = x
+            finite &= np.isfinite(x)
+        return finite
+    flat = out.flat
+    for i, x in enumerate(a.flat):
+        flat[i] = x
+        finite &= np.isfinite(x)
+    return finite
+
+
+@njit(cache=True)
 def all_finite_pair(a, b):
     """``all_finite(a) and all_finite(b)`` in one call."""
     return all_finite(a) and all_finite(b)

@@ -623,12 +623,14 @@ class Backend:
         Returns per-epoch mean losses, shape (epochs,), as a NumPy float64 array.
         Stops after the first epoch whose loss is not finite; later entries are NaN.
         """
+        lrs = numpy.ascontiguousarray(self.to_numpy(lrs), dtype=numpy.float64)
         return self.prepare_epochs(state, X.shape[0], batch_size, len(lrs))(X, Y, lrs, orders)
 
     def prepare_epochs(self, state: TrainState, rows: int, batch_size: int | None = None,
                        epochs: int = 1):
         """``train_epochs`` planned once: a callable ``run(X, Y, lrs, orders=None,
-        val=None) -> losses`` for ``rows`` samples of ``state`` in batches of
+        val=None) -> losses`` (``lrs`` a C-contiguous float64 NumPy array, as
+        ``train_epochs`` makes them) for ``rows`` samples of ``state`` in batches of
         ``batch_size``, kept on the state, so a loop of calls (``fit``'s slices) plans,
         checks and builds kernel arguments once. The path is planned (and recorded for
         ``use_path``) for ``epochs`` epochs plus the state's ``epochs_prepared`` (the
@@ -707,6 +709,13 @@ class Backend:
     def all_finite(self, x: Array) -> bool:
         """Whether every element of the backend array ``x`` is finite (no NaN, no inf)."""
         return bool(self.xp.isfinite(x).all())
+
+    def finite_copy(self, x: Array, out: Array) -> bool:
+        """Copy ``x`` into ``out`` (same shape and dtype) and return whether every element
+        is finite: a training loop's check of the parameters and its snapshot of them in
+        one call (a backend may do it in one pass)."""
+        self.xp.copyto(out, x)
+        return self.all_finite(out)
 
     def all_finite_pair(self, x: Array, y: Array) -> bool:
         """``all_finite(x) and all_finite(y)``: fit's data and targets, checked together

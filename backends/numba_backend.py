@@ -324,10 +324,10 @@ class NumbaBackend(StackedSweeps, Backend):
         return super().epochs_runner(path, state, rows, batch_size)
 
     def _epochs_generated(self, state, X, Y, lrs, batch_size, orders):
-        return state.runner("generated", X.shape[0], batch_size)(X, Y, lrs, orders)
+        return state.runner("generated", X.shape[0], batch_size)(X, Y, _float64s(lrs), orders)
 
     def _epochs_fused(self, state, X, Y, lrs, batch_size, orders):
-        return state.runner("fused", X.shape[0], batch_size)(X, Y, lrs, orders)
+        return state.runner("fused", X.shape[0], batch_size)(X, Y, _float64s(lrs), orders)
 
     def _epochs_blas(self, state, X, Y, lrs, batch_size, orders):
         """Every epoch in one compiled call (``blas_train_epochs``), as ``_epochs_fused``
@@ -335,7 +335,7 @@ class NumbaBackend(StackedSweeps, Backend):
         if not _blas_in_numba():
             return self._epochs_by_steps(self._step_blas, state, X, Y, lrs, batch_size,
                                          orders)
-        return state.runner("blas", X.shape[0], batch_size)(X, Y, lrs, orders)
+        return state.runner("blas", X.shape[0], batch_size)(X, Y, _float64s(lrs), orders)
 
     def _generated_epochs(self, state, rows, batch_size):
         """``epochs_runner`` of the generated fit kernel (full batches of ``rows``)."""
@@ -347,7 +347,7 @@ class NumbaBackend(StackedSweeps, Backend):
         def run(X, Y, lrs, orders=None, val=None):
             losses = _nans(len(lrs))
             if val is None:
-                kernel(X, Y, P, _float64s(lrs), losses)
+                kernel(X, Y, P, lrs, losses)
                 return losses
             Xv, Yv = val
             nv = Xv.shape[0]
@@ -355,7 +355,7 @@ class NumbaBackend(StackedSweeps, Backend):
             if both is None:
                 both = validated[nv] = _fit_kernel(state, rows, nv)
             val_losses = _nans(len(lrs))
-            both(X, Y, P, _float64s(lrs), losses, Xv, Yv, val_losses)
+            both(X, Y, P, lrs, losses, Xv, Yv, val_losses)
             return losses, val_losses
         run.state_arrays = arrays  # (alive as long as the runner that writes them by P)
         return run
@@ -374,13 +374,16 @@ class NumbaBackend(StackedSweeps, Backend):
             if contiguous:
                 X, Y = _contiguous(X), _contiguous(Y)
             losses = _nans(len(lrs))
-            kernel(X, Y, Ws, bs, acts, loss, _float64s(lrs), bsz, orders, use_order, buf.Xb,
+            kernel(X, Y, Ws, bs, acts, loss, lrs, bsz, orders, use_order, buf.Xb,
                    buf.Yb, As, Gs, dWs, dbs, losses, opt)
             return losses
         return self.validating(state, run)
 
     def all_finite(self, x):
         return bool(self.k.all_finite(x))
+
+    def finite_copy(self, x, out):
+        return self.k.finite_copy(x, out)  # (one pass; a bool)
 
     def all_finite_pair(self, x, y):
         return bool(self.k.all_finite_pair(x, y))  # (one kernel call)

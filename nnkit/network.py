@@ -204,11 +204,13 @@ class Network:
             raise ValueError(f"{arg}: contains NaN or infinite values")
         return arr
 
-    def _snapshot(self):
-        """Copies of the parameters and the optimizer state (its arrays and step count)."""
+    def _snapshot(self, flat=None):
+        """Copies of the parameters (``flat``: their copy, made already) and of the
+        optimizer state (its arrays and step count)."""
         opt = self._state.opt
         slots = opt.arrays()
-        return self._flat.copy(), [a.copy() for a in slots] if slots else slots, opt.t.item(0)
+        return (self._flat.copy() if flat is None else flat,
+                [a.copy() for a in slots] if slots else slots, opt.t.item(0))
 
     def _restore(self, snapshot):
         xp = self.backend.xp
@@ -497,20 +499,51 @@ class Network:
     def _train_epochwise(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist,
                          bar, callback, patience, min_delta, restore_best):
         """``fit``'s loop with a callback, patience or restore_best: one epoch per call of
-        ``run`` from epoch ``done``, each followed by the controls."""
+        ``run`` from epoch ``done``, each followed by the controls. Each epoch starts with
+        one backend call (``finite_copy``) that checks the parameters, as the previous
+        epoch and its controls left them, and copies them: the snapshot this epoch goes
+        back to. So the callback sees every epoch the history records, and an update that
+        leaves a parameter non-finite is reported at the next epoch (TrainingDiverged,
+        the parameters at which its loss was measured) or at the end of the run."""
         best_loss, best_epoch, best_params = math.inf, None, None
         wait = 0
         previous = None  # the last epoch run (see _run_chunk)
         stop_requested = STOP_REQUESTED.is_set
+        finite_copy, flat = self.backend.finite_copy, self._flat
+        spares = (flat.copy(), flat.copy())  # the epochs' snapshot buffers, in turn
         head = rates.head
         while done < epochs:
             lrs = head[done:done + 1] if done < len(head) else rates(done, 1)
-            previous = self._run_chunk(run, X, Y, val, lrs, batch_size, shuffle, hist, done,
-                                       previous)
+            spare = spares[done & 1]  # (not the previous epoch's: it may go back to that)
+            if not finite_copy(flat, spare):
+                self._parameters_diverged(previous, hist, done)
+            snapshot, orders = self._snapshot(spare), None
+            if batch_size is not None and shuffle:
+                orders = self._orders(X.shape[0], 1)
+            val_losses = None
+            try:  # _run_chunk's work for one epoch, the common outcome inline
+                if val is None:
+                    losses = run(X, Y, lrs, orders)
+                else:
+                    losses, val_losses = run(X, Y, lrs, orders, val)
+                loss = losses.item(0)
+                finite = math.isfinite(loss)
+                if finite:
+                    hist.extend(losses, lrs, val_losses)
+                elif stop_requested() and self._params_finite():
+                    finite = True  # Ctrl-C: no epoch run (see _run_chunk)
+                    losses, lrs, orders, val_losses = self._record_stopped(
+                        hist, lrs, orders, losses, val_losses)
+            except KeyboardInterrupt:
+                self._chunk_interrupted(hist, done, snapshot)
+            if not finite:
+                self._keep_last_finite(run, X, Y, lrs, orders, losses, val_losses, snapshot,
+                                       previous, hist, done)
+            previous = snapshot, lrs, orders, losses, val_losses
             if stop_requested():
                 raise TrainingInterrupted(len(hist.loss), hist)
             epoch, done = done, done + 1
-            loss, lr = previous[3].item(0), lrs.item(0)
+            lr = lrs.item(0)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4g}", lr=f"{lr:.3g}")
@@ -532,6 +565,8 @@ class Network:
                 if patience is not None and wait >= patience:
                     hist.stopped_epoch = epoch
                     break
+        if previous is not None and not self._params_finite():  # the last epoch's update
+            self._parameters_diverged(previous, hist, done)
         if best_params is not None:
             self._restore(best_params)
             hist.best_epoch = best_epoch
@@ -542,12 +577,10 @@ class Network:
         on ``val`` too when given) and record them in ``hist``; returns (start snapshot,
         lrs, orders, losses, validation losses or None) of the epochs run (float64
         arrays). On divergence see ``_keep_last_finite``; on Ctrl-C the parameters go
-        back to the chunk's start."""
+        back to the chunk's start. (``_train_epochwise`` does the same for one epoch.)"""
         orders = None
         if batch_size is not None and shuffle:
-            n = X.shape[0]
-            orders = np.stack([self.shuffle_order(n) for _ in range(len(lrs))])
-            orders = self.backend.asarray(orders)
+            orders = self._orders(X.shape[0], len(lrs))
         snapshot = self._snapshot()
         val_losses = None
         try:
@@ -564,17 +597,41 @@ class Network:
                 hist.extend(losses, lrs, val_losses)
                 return snapshot, lrs, orders, losses, val_losses
             if not all_finite and STOP_REQUESTED.is_set() and self._params_finite():
-                k = int(np.argmin(np.isfinite(losses)))  # Ctrl-C: a loop stopped after k
-                val_losses = None if val_losses is None else val_losses[:k]
-                hist.extend(losses[:k], lrs[:k], val_losses)
-                return (snapshot, lrs[:k], None if orders is None else orders[:k],
-                        losses[:k], val_losses)
+                return (snapshot, *self._record_stopped(hist, lrs, orders, losses, val_losses))
         except KeyboardInterrupt:
-            if len(hist.loss) == start_epoch:  # this chunk is not in the history
-                self._restore(snapshot)
-            raise TrainingInterrupted(len(hist.loss), hist) from None
+            self._chunk_interrupted(hist, start_epoch, snapshot)
         self._keep_last_finite(run, X, Y, lrs, orders, losses, val_losses, snapshot, previous,
                                hist, start_epoch)
+
+    def _orders(self, n, epochs):
+        """``epochs`` shuffled sample orders of ``n`` samples (epochs, n), on the backend."""
+        return self.backend.asarray(np.stack([self.shuffle_order(n) for _ in range(epochs)]))
+
+    @staticmethod
+    def _record_stopped(hist, lrs, orders, losses, val_losses):
+        """A chunk whose loop a Ctrl-C stopped (NaN losses after the last epoch run, the
+        parameters finite): its epochs run recorded in ``hist``; returns their (lrs,
+        orders, losses, val_losses)."""
+        k = int(np.argmin(np.isfinite(losses)))
+        val_losses = None if val_losses is None else val_losses[:k]
+        hist.extend(losses[:k], lrs[:k], val_losses)
+        return lrs[:k], None if orders is None else orders[:k], losses[:k], val_losses
+
+    def _chunk_interrupted(self, hist, start_epoch, snapshot):
+        """Ctrl-C inside a chunk that started at ``start_epoch`` from ``snapshot``: back to
+        its start unless the history has it; raise TrainingInterrupted."""
+        if len(hist.loss) == start_epoch:  # this chunk is not in the history
+            self._restore(snapshot)
+        raise TrainingInterrupted(len(hist.loss), hist) from None
+
+    def _parameters_diverged(self, previous, hist, epoch):
+        """The parameters are not all finite after the epoch before ``epoch`` (recorded in
+        ``hist``): back to those it started from (``previous``, ``_run_chunk``'s; None:
+        the fit started from them) and raise TrainingDiverged, as ``_keep_last_finite``
+        does for a chunk whose parameters blew up after its last loss."""
+        if previous is not None:
+            self._restore(previous[0])
+        raise TrainingDiverged(epoch, hist.loss[-1] if hist.loss else None, hist)
 
     def _keep_last_finite(self, run, X, Y, lrs, orders, losses, val_losses, snapshot,
                           previous, hist, start_epoch):

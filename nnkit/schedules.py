@@ -106,7 +106,8 @@ def learning_rates(schedule, lr, epochs, start=0):
         rates = np.empty(epochs)
         rates.fill(lr)  # (np.full costs twice as much on the short runs of a loop of fits)
         return rates
-    rates = schedule.rates(lr, epochs, start)
+    # (a C-contiguous float64 array: what the backends' epoch runners take)
+    rates = np.ascontiguousarray(schedule.rates(lr, epochs, start), dtype=np.float64)
     if not (np.isfinite(rates).all() and (rates > 0).all()):
         e = int(np.argmax(~(np.isfinite(rates) & (rates > 0))))
         raise ValueError(f"lr_schedule: gives the learning rate {float(rates[e])!r} at epoch "

@@ -177,3 +177,13 @@ def test_arrays_of_another_kind_are_refused_clearly():
     net = nnkit.Network([nnkit.Dense(2, 1)])
     with pytest.raises(TypeError, match="X: got a .*Foreign.*convert"):
         net.predict(Foreign())
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["cupy-emulated"])
+def test_finite_copy_copies_and_says_whether_every_value_is_finite(backend, make_backend):
+    be = make_backend(backend)
+    for x in (np.arange(7.0), np.arange(6.0, dtype=np.float32).reshape(2, 3),
+              np.array([1.0, np.inf, 2.0]), np.array([[np.nan, 1.0]]), np.zeros(0)):
+        src, out = be.asarray(x), be.zeros(x.shape, x.dtype)
+        assert be.finite_copy(src, out) is bool(np.isfinite(x).all())  # (a bool)
+        np.testing.assert_array_equal(be.to_numpy(out), x)

@@ -136,6 +136,33 @@ def test_diverged_network_keeps_the_parameters_of_its_last_finite_loss(backend, 
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("epochs", [1, 5])
+@pytest.mark.parametrize("per_epoch", [False, True], ids=["one-call", "callback"])
+def test_an_update_that_leaves_a_parameter_infinite_is_reported_at_the_next_epoch(
+        backend, epochs, per_epoch):
+    """Epoch 0's loss is finite (~7e298) and its update overflows a weight to inf: the
+    run stops at epoch 1 with the parameters epoch 0 measured its loss at (the initial
+    ones), in one call and epoch by epoch alike; a callback saw epoch 0, the one epoch
+    of the history (the check comes with the next epoch's snapshot, or the run's end)."""
+    net = nnkit.Network([nnkit.Dense(2, 1, "linear")], loss="mse", dtype="float64", seed=0,
+                        backend=backend)
+    X, Y = np.full((4, 2), 1e150), np.array([[0.0], [1.0], [0.0], [1.0]])
+    start, seen = net.get_params(), []
+    with pytest.raises(nnkit.TrainingDiverged) as info:
+        net.fit(X, Y, epochs=epochs, lr=1e10,
+                callback=(lambda epoch, record: seen.append(epoch)) if per_epoch else None)
+    exc = info.value
+    W0, b0 = start[0]
+    loss0 = float(np.mean((X @ W0 + b0 - Y) ** 2))  # an independent float64 evaluation
+    assert exc.epoch == 1 and exc.history.loss == [pytest.approx(loss0, rel=1e-12)]
+    assert exc.last_finite_loss == exc.history.loss[0]
+    assert seen == ([0] if per_epoch else [])
+    for (W, b), (Ws, bs) in zip(net.get_params(), start):
+        np.testing.assert_array_equal(W, Ws)
+        np.testing.assert_array_equal(b, bs)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_diverged_minibatch_network_predicts_finite_values(backend):
     net, X, Y = exploding(backend)
     with pytest.raises(nnkit.TrainingDiverged):
