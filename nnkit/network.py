@@ -443,7 +443,8 @@ class Network:
             short = epochs * epoch_s <= _HANDLER_S
             with (_NO_HANDLER if short else _stop_on_ctrl_c()):
                 try:
-                    if short and not per_epoch and bar is None and done == 0:
+                    if (short and not per_epoch and bar is None and done == 0
+                            and len(head) == epochs):
                         self._run_chunk(run, X, Y, val, head, batch_size, shuffle, hist, 0,
                                         None)  # (the common short fit: no loop to go round)
                     elif per_epoch:
