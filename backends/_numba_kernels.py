@@ -1123,7 +1123,8 @@ def all_finite(a):
 
 @njit(cache=True)
 def finite_copy(a, out):
-    """Copy ``a`` into ``out`` (same shape); whether every element is finite."""
+    """Copy ``a`` into ``out`` (same shape; in ``out``'s dtype); whether every element of
+    ``a`` is finite."""
     if a.shape != out.shape:
         raise ValueError("finite_copy: x and out differ in shape")
     finite = True

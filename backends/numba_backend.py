@@ -276,7 +276,7 @@ class NumbaBackend(StackedSweeps, Backend):
     def prepare_step(self, path, state, n):
         if path != "generated":
             return super().prepare_step(path, state, n)
-        kernel = _fit_kernel(state, n)
+        kernel = _fit_kernel(state.spec, n)
         (P, arrays), lr_arr, loss_arr = _fit_state(state), np.empty(1), np.full(1, np.nan)
 
         def step(state, X, Y, lr):  # one epoch of the generated fit kernel
@@ -341,7 +341,8 @@ class NumbaBackend(StackedSweeps, Backend):
         """``epochs_runner`` of the generated fit kernel (full batches of ``rows``)."""
         if batch_size is not None:
             raise ValueError("the generated epochs path trains full batches only")
-        kernel, (P, arrays) = _fit_kernel(state, rows), _fit_state(state)
+        spec = state.spec  # (the kernels below: the update rule the table P is laid out for)
+        kernel, (P, arrays) = _fit_kernel(spec, rows), _fit_state(state)
         validated = {}  # validation rows -> the kernel that also computes their loss
 
         def run(X, Y, lrs, orders=None, val=None):
@@ -353,7 +354,7 @@ class NumbaBackend(StackedSweeps, Backend):
             nv = Xv.shape[0]
             both = validated.get(nv)
             if both is None:
-                both = validated[nv] = _fit_kernel(state, rows, nv)
+                both = validated[nv] = _fit_kernel(spec, rows, nv)
             val_losses = _nans(len(lrs))
             both(X, Y, P, lrs, losses, Xv, Yv, val_losses)
             return losses, val_losses
@@ -588,14 +589,14 @@ def _float64s(x):
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
-def _fit_kernel(state, n, val_rows=None):
-    """The generated fit kernel of ``state`` (architecture, loss, update rule, L2) for
-    batches of ``n`` rows (``val_rows``: computing the loss on that many validation rows
-    after each epoch too)."""
+def _fit_kernel(spec, n, val_rows=None):
+    """The generated fit kernel of a state's ``spec`` (architecture, loss, update rule,
+    L2) for batches of ``n`` rows (``val_rows``: computing the loss on that many validation
+    rows after each epoch too). Its address table must come from the same optimizer state
+    as ``spec`` (``_fit_state``: a runner takes both at once)."""
     from ._numba_codegen import kernel as generated
-    spec = state.spec
-    return generated("fit", spec.sizes, state.activations, state.loss, n, spec.dtype,
-                     val_rows, rule=state.opt.rule, l2=state.opt.l2 != 0.0)
+    return generated("fit", spec.sizes, spec.activations, spec.loss, n, spec.dtype, val_rows,
+                     rule=spec.update, l2=spec.l2)
 
 
 def _fit_state(state):

@@ -114,7 +114,7 @@ def fit_pieces(repeats):
     Xp, Yp = net.prepare(X, Y)
     be, state = net.backend, net.train_state
     run = be.prepare_epochs(state, 4, None, 1)
-    kernel, (P, _) = _fit_kernel(state, 4), _fit_state(state)
+    kernel, (P, _) = _fit_kernel(state.spec, 4), _fit_state(state)  # (the state holds the arrays)
     args = (P,)  # the state arrays' address table
     lrs, losses = np.full(1, LR), np.empty(1)
 

@@ -204,12 +204,12 @@ class Network:
             raise ValueError(f"{arg}: contains NaN or infinite values")
         return arr
 
-    def _snapshot(self, flat=None):
-        """Copies of the parameters (``flat``: their copy, made already) and of the
+    def _snapshot(self, flat_copy=None):
+        """Copies of the parameters (``flat_copy``: theirs, made already) and of the
         optimizer state (its arrays and step count)."""
         opt = self._state.opt
         slots = opt.arrays()
-        return (self._flat.copy() if flat is None else flat,
+        return (self._flat.copy() if flat_copy is None else flat_copy,
                 [a.copy() for a in slots] if slots else slots, opt.t.item(0))
 
     def _restore(self, snapshot):
@@ -447,6 +447,8 @@ class Network:
                             and len(head) == epochs):
                         self._run_chunk(run, X, Y, val, head, batch_size, shuffle, hist, 0,
                                         None)  # (the common short fit: no loop to go round)
+                        if STOP_REQUESTED.is_set():  # (another fit's Ctrl-C handler: _train)
+                            raise TrainingInterrupted(len(hist.loss), hist)
                     elif per_epoch:
                         self._train_epochwise(run, X, Y, val, _Rates(head, schedule, lr),
                                               epochs, done, batch_size, shuffle, hist, bar,
@@ -542,6 +544,8 @@ class Network:
                                        previous, hist, done)
             previous = snapshot, lrs, orders, losses, val_losses
             if stop_requested():
+                if not self._params_finite():  # (the check this epoch would have next)
+                    self._parameters_diverged(previous, hist, done + 1)
                 raise TrainingInterrupted(len(hist.loss), hist)
             epoch, done = done, done + 1
             lr = lrs.item(0)
@@ -555,7 +559,12 @@ class Network:
                 monitored = previous[4].item(0)
                 record = {"epoch": epoch, "loss": loss, "lr": lr, "val_loss": monitored}
             if callback is not None:
-                callback(epoch, record)
+                try:
+                    callback(epoch, record)
+                except BaseException:  # (it may have seen non-finite ones: not kept)
+                    if not self._params_finite():
+                        self._restore(snapshot)
+                    raise
             if monitored < best_loss - min_delta:
                 best_loss, best_epoch = monitored, epoch
                 if restore_best:
@@ -632,6 +641,7 @@ class Network:
         does for a chunk whose parameters blew up after its last loss."""
         if previous is not None:
             self._restore(previous[0])
+        hist.stopped_epoch = None  # (patience may have stopped at that epoch: it diverged)
         raise TrainingDiverged(epoch, hist.loss[-1] if hist.loss else None, hist)
 
     def _keep_last_finite(self, run, X, Y, lrs, orders, losses, val_losses, snapshot,

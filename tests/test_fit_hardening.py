@@ -162,6 +162,60 @@ def test_an_update_that_leaves_a_parameter_infinite_is_reported_at_the_next_epoc
         np.testing.assert_array_equal(b, bs)
 
 
+def blowing_up(backend):
+    """A net whose first update overflows a weight to inf while its loss (~7e298) is
+    finite: (net, X, Y, its initial parameters)."""
+    net = nnkit.Network([nnkit.Dense(2, 1, "linear")], loss="mse", dtype="float64", seed=0,
+                        backend=backend)
+    return net, np.full((4, 2), 1e150), np.zeros((4, 1)), net.get_params()
+
+
+def assert_params_equal(net, params):
+    for (W, b), (W0, b0) in zip(net.get_params(), params):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_patience_at_the_blow_up_epoch_is_not_an_early_stop(backend):
+    net, X, Y, start = blowing_up(backend)
+    with pytest.raises(nnkit.TrainingDiverged) as info:
+        net.fit(X, Y, epochs=3, lr=1e10, validation_data=(X[:2], Y[:2]), patience=1)
+    assert info.value.epoch == 1 and info.value.history.stopped_epoch is None
+    assert_params_equal(net, start)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_a_callback_that_raises_at_the_blow_up_epoch_leaves_finite_parameters(backend):
+    net, X, Y, start = blowing_up(backend)
+
+    def callback(epoch, record):
+        raise RuntimeError(f"stop at {epoch}")
+    with pytest.raises(RuntimeError, match="stop at 0"):
+        net.fit(X, Y, epochs=3, lr=1e10, callback=callback)
+    assert_params_equal(net, start)  # where epoch 0's (finite) loss was measured
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_a_stop_request_reaches_short_fits_and_the_blow_up_epoch(backend):
+    """STOP_REQUESTED (set by a fit's Ctrl-C handler, possibly another thread's) ends a
+    fit too short for a handler of its own, and at the epoch whose update blew a
+    parameter up it is the divergence that is reported, the parameters restored."""
+    from nnkit.backends.base import STOP_REQUESTED
+    net, X, Y, start = blowing_up(backend)
+    X4, Y4 = nnkit.datasets.or_gate()
+    STOP_REQUESTED.set()
+    try:
+        with pytest.raises(nnkit.TrainingInterrupted):
+            or_net(backend).fit(X4, Y4, epochs=5, lr=0.5)
+        with pytest.raises(nnkit.TrainingDiverged) as info:
+            net.fit(X, Y, epochs=3, lr=1e10, callback=lambda epoch, record: None)
+    finally:
+        STOP_REQUESTED.clear()
+    assert info.value.epoch == 1
+    assert_params_equal(net, start)
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_diverged_minibatch_network_predicts_finite_values(backend):
     net, X, Y = exploding(backend)

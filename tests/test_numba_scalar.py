@@ -126,3 +126,26 @@ def test_a_runner_holds_the_arrays_its_kernel_writes():
     opt = net.train_state.opt
     assert [a for a in run.state_arrays] == [*[a for p in net.train_state.params for a in p],
                                              *opt.arrays(), opt.hyper, opt.t]
+
+
+def test_a_runner_keeps_the_update_rule_its_address_table_is_laid_out_for():
+    """A runner made under plain sgd, first asked for validation losses after the network
+    moved to Adam, builds its validation kernel for sgd too (the table it holds has sgd's
+    layout: an Adam kernel would read past it), and trains the state it was made for."""
+    import nnkit
+    from nnkit.backends.base import MAX_PLANNED_EPOCHS
+
+    def net():
+        return nnkit.Network([nnkit.Dense(2, 2, "sigmoid"), nnkit.Dense(2, 1, "sigmoid")],
+                             dtype="float64", seed=0, backend="numba")
+    X, Y = np.eye(4, 2), np.ones((4, 1))
+    lrs = np.full(3, 0.5)
+    old, fresh = net(), net()
+    runs = [n.backend.prepare_epochs(n.train_state, 4, None, MAX_PLANNED_EPOCHS)
+            for n in (old, fresh)]
+    old.fit(X, Y, epochs=1, lr=0.1, optimizer="adam")  # a new optimizer state
+    fresh.set_params(old.get_params())  # (the parameters both runners start from)
+    got = runs[0](X, Y, lrs, None, (X[:2], Y[:2]))
+    want = runs[1](X, Y, lrs, None, (X[:2], Y[:2]))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
