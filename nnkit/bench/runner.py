@@ -40,12 +40,13 @@ def time_per_call(fn, sync=lambda: None, budget=0.3, repeats=5):
     return statistics.median(times)
 
 
-def gemm_peak(backend, dtype, n=1024):
-    """Measured GEMM throughput (FLOP/s) of an n x n x n matmul on ``backend``."""
+def gemm_peak(backend, dtype, n=1024, budget=0.5):
+    """Measured GEMM throughput (FLOP/s) of an n x n x n matmul on ``backend`` (timed for
+    about ``budget`` seconds)."""
     xp = backend.xp
     a = backend.asarray(np.random.default_rng(0).uniform(size=(n, n)), dtype)
     out = backend.empty((n, n), a.dtype)
-    t = time_per_call(lambda: xp.matmul(a, a, out=out), backend.synchronize, budget=0.5,
+    t = time_per_call(lambda: xp.matmul(a, a, out=out), backend.synchronize, budget=budget,
                       repeats=3)
     return 2 * n ** 3 / t
 
@@ -266,8 +267,9 @@ def _log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def sweep_rows(backends, dtype, peers, nets, epochs, workload="or-gate"):
-    """net-epochs/s of a learning-rate sweep of ``nets`` networks x ``epochs`` (full batch)."""
+def sweep_rows(backends, dtype, peers, nets, epochs, workload="or-gate", budget=1.0):
+    """net-epochs/s of a learning-rate sweep of ``nets`` networks x ``epochs`` (full batch),
+    each timed for about ``budget`` seconds."""
     import nnkit
     from . import peers as P
     w = WORKLOADS[workload]
@@ -295,7 +297,7 @@ def sweep_rows(backends, dtype, peers, nets, epochs, workload="or-gate"):
     for name, run in runs:
         scale = 10 if name == "torch bmm" else 1  # torch runs a tenth of the epochs
         run()
-        t = time_per_call(run, budget=1.0, repeats=3)
+        t = time_per_call(run, budget=budget, repeats=3)
         rows.append({"sweep": workload, "backend": name, "dtype": dtype, "nets": nets,
                      "epochs": epochs, "path": paths.get(name, "-"),
                      "net_epochs_per_s": nets * epochs / scale / t})
@@ -322,7 +324,8 @@ def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
         for dtype in dtypes:
             for name in backends:
                 samples.setdefault((name, dtype), []).append(
-                    gemm_peak(nnkit.get_backend(name), dtype, n=512 if quick else 1024))
+                    gemm_peak(nnkit.get_backend(name), dtype, n=512 if quick else 1024,
+                              budget=0.25 if quick else 0.5))
     epochs = 2000 if quick else 5000
     measure_peaks()
     for wname in workloads:
@@ -370,11 +373,11 @@ def run_bench(workloads, backends, dtypes, peers=(), quick=False, log=_log):
         if "or-gate" in workloads:
             log(f"  measuring or-gate sweeps {dtype}")
             sweeps += sweep_rows(backends, dtype, peers, 256 if quick else 1024,
-                                 500 if quick else 5000)
+                                 500 if quick else 5000, budget=0.5 if quick else 1.0)
         if "digits" in workloads:
             log(f"  measuring digits sweeps {dtype}")
             sweeps += sweep_rows(backends, dtype, peers, 64, 20 if quick else 100,
-                                 workload="digits")
+                                 workload="digits", budget=0.5 if quick else 1.0)
     measure_peaks()
     # The best of the interleaved measurements: a busy machine only ever lowers a peak.
     peaks = {key: {"best": max(v), "min": min(v), "n": len(v)} for key, v in samples.items()}
