@@ -246,7 +246,8 @@ def _state_params(sizes, rule):
 def fit_state_layout(sizes, rule, dtype):
     """The generated fit kernel's state arrays, in the order of its address table ``P``:
     [(name, shape, dtype name)] of W0, b0, ..., the slots ``rule`` keeps
-    (``_state_params``: shaped as their parameters), hyper (4,) float64, count (1,) int64."""
+    (``_state_params``: shaped as their parameters), hyper (4,) float64, count (1,) int64.
+    ``dtype``: the parameters' dtype name (``_fit_source`` passes "DT", its alias for it)."""
     shapes = {}
     for l in range(len(sizes) - 1):
         shapes.update({f"W{l}": (sizes[l], sizes[l + 1]), f"b{l}": (sizes[l + 1],)})
