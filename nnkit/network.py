@@ -41,6 +41,11 @@ class Network:
     network on every backend.
     """
 
+    # Bumped by whatever changes the parameters from outside a training loop (set_params,
+    # _restore, a fit): a per-epoch loop takes its snapshot again after a callback that
+    # did (``_train_epochwise``).
+    _edits = 0
+
     def __init__(self, layers, loss="squared_error", dtype="float32", seed=0, backend=None):
         layers = list(layers) if isinstance(layers, (list, tuple)) else None
         if not layers or not all(isinstance(layer, Dense) for layer in layers):
@@ -186,6 +191,7 @@ class Network:
             b = self._param_array(f"params[{i}][1] (b)", pair[1], (layer.n_out,))
             new.append((W, b))
         xp = self.backend.xp
+        self._edits += 1
         for (W, b), (W_new, b_new) in zip(self._state.params, new):
             xp.copyto(W, W_new)
             xp.copyto(b, b_new)
@@ -213,6 +219,7 @@ class Network:
                 [a.copy() for a in slots] if slots else slots, opt.t.item(0))
 
     def _restore(self, snapshot):
+        self._edits += 1
         xp = self.backend.xp
         flat, slots, t = snapshot
         xp.copyto(self._flat, flat)
@@ -434,6 +441,7 @@ class Network:
                               hist, shuffle=shuffle, val=val)
         # One path for the whole run (slices of other lengths would plan other kernels).
         run = self.backend.prepare_epochs(self._state, n, batch_size, epochs)
+        self._edits += 1
         per_epoch = callback is not None or patience is not None or restore_best
         bar = _progress_bar(progress, epochs, initial=done)
         epoch_s = _epoch_seconds(self._state.spec, n, 0 if val is None else val[0].shape[0])
@@ -502,25 +510,22 @@ class Network:
     def _train_epochwise(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist,
                          bar, callback, patience, min_delta, restore_best):
         """``fit``'s loop with a callback, patience or restore_best: one epoch per call of
-        ``run`` from epoch ``done``, each followed by the controls. Each epoch starts with
-        one backend call (``finite_copy``) that checks the parameters, as the previous
-        epoch and its controls left them, and copies them: the snapshot this epoch goes
-        back to. So the callback sees every epoch the history records, and an update that
-        leaves a parameter non-finite is reported at the next epoch (TrainingDiverged,
-        the parameters at which its loss was measured) or at the end of the run."""
+        ``run`` from epoch ``done``, each followed by the controls. After each epoch one
+        backend call (``finite_copy``) checks the parameters and copies them: the snapshot
+        the next epoch goes back to (taken again after a callback that changed the
+        network: ``_edits``)."""
         best_loss, best_epoch, best_params = math.inf, None, None
         wait = 0
         previous = None  # the last epoch run (see _run_chunk)
         stop_requested = STOP_REQUESTED.is_set
         finite_copy, flat = self.backend.finite_copy, self._flat
         spares = (flat.copy(), flat.copy())  # the epochs' snapshot buffers, in turn
+        if not finite_copy(flat, spares[done & 1]):
+            self._parameters_diverged(None, hist, done)
         head = rates.head
         while done < epochs:
             lrs = head[done:done + 1] if done < len(head) else rates(done, 1)
-            spare = spares[done & 1]  # (not the previous epoch's: it may go back to that)
-            if not finite_copy(flat, spare):
-                self._parameters_diverged(previous, hist, done)
-            snapshot, orders = self._snapshot(spare), None
+            snapshot, orders = self._snapshot(spares[done & 1]), None
             if batch_size is not None and shuffle:
                 orders = self._orders(X.shape[0], 1)
             val_losses = None
@@ -543,9 +548,10 @@ class Network:
                 self._keep_last_finite(run, X, Y, lrs, orders, losses, val_losses, snapshot,
                                        previous, hist, done)
             previous = snapshot, lrs, orders, losses, val_losses
+            following = spares[(done + 1) & 1]  # (not this epoch's: it may go back to that)
+            if not finite_copy(flat, following):  # the update left a parameter non-finite
+                self._parameters_diverged(previous, hist, done + 1)
             if stop_requested():
-                if not self._params_finite():  # (the check this epoch would have next)
-                    self._parameters_diverged(previous, hist, done + 1)
                 raise TrainingInterrupted(len(hist.loss), hist)
             epoch, done = done, done + 1
             lr = lrs.item(0)
@@ -559,12 +565,10 @@ class Network:
                 monitored = previous[4].item(0)
                 record = {"epoch": epoch, "loss": loss, "lr": lr, "val_loss": monitored}
             if callback is not None:
-                try:
-                    callback(epoch, record)
-                except BaseException:  # (it may have seen non-finite ones: not kept)
-                    if not self._params_finite():
-                        self._restore(snapshot)
-                    raise
+                edits = self._edits
+                callback(epoch, record)
+                if self._edits != edits and not finite_copy(flat, following):
+                    self._parameters_diverged(previous, hist, done)  # (the callback's doing)
             if monitored < best_loss - min_delta:
                 best_loss, best_epoch = monitored, epoch
                 if restore_best:
@@ -575,8 +579,6 @@ class Network:
                 if patience is not None and wait >= patience:
                     hist.stopped_epoch = epoch
                     break
-        if previous is not None and not self._params_finite():  # the last epoch's update
-            self._parameters_diverged(previous, hist, done)
         if best_params is not None:
             self._restore(best_params)
             hist.best_epoch = best_epoch
@@ -641,7 +643,6 @@ class Network:
         does for a chunk whose parameters blew up after its last loss."""
         if previous is not None:
             self._restore(previous[0])
-        hist.stopped_epoch = None  # (patience may have stopped at that epoch: it diverged)
         raise TrainingDiverged(epoch, hist.loss[-1] if hist.loss else None, hist)
 
     def _keep_last_finite(self, run, X, Y, lrs, orders, losses, val_losses, snapshot,

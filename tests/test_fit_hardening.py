@@ -142,8 +142,8 @@ def test_an_update_that_leaves_a_parameter_infinite_is_reported_at_the_next_epoc
         backend, epochs, per_epoch):
     """Epoch 0's loss is finite (~7e298) and its update overflows a weight to inf: the
     run stops at epoch 1 with the parameters epoch 0 measured its loss at (the initial
-    ones), in one call and epoch by epoch alike; a callback saw epoch 0, the one epoch
-    of the history (the check comes with the next epoch's snapshot, or the run's end)."""
+    ones), in one call and epoch by epoch alike; a callback is not called for that
+    epoch (its parameters are checked first)."""
     net = nnkit.Network([nnkit.Dense(2, 1, "linear")], loss="mse", dtype="float64", seed=0,
                         backend=backend)
     X, Y = np.full((4, 2), 1e150), np.array([[0.0], [1.0], [0.0], [1.0]])
@@ -156,7 +156,7 @@ def test_an_update_that_leaves_a_parameter_infinite_is_reported_at_the_next_epoc
     loss0 = float(np.mean((X @ W0 + b0 - Y) ** 2))  # an independent float64 evaluation
     assert exc.epoch == 1 and exc.history.loss == [pytest.approx(loss0, rel=1e-12)]
     assert exc.last_finite_loss == exc.history.loss[0]
-    assert seen == ([0] if per_epoch else [])
+    assert seen == []
     for (W, b), (Ws, bs) in zip(net.get_params(), start):
         np.testing.assert_array_equal(W, Ws)
         np.testing.assert_array_equal(b, bs)
@@ -186,14 +186,21 @@ def test_patience_at_the_blow_up_epoch_is_not_an_early_stop(backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_a_callback_that_raises_at_the_blow_up_epoch_leaves_finite_parameters(backend):
+def test_a_callback_that_sets_the_parameters_is_where_a_divergence_goes_back_to(backend):
+    """The callback of epoch 1 sets parameters whose next update overflows: epoch 2's
+    loss is measured at them, so that is where the run goes back to (the per-epoch
+    loop's snapshot is taken again after a callback that changed the network)."""
     net, X, Y, start = blowing_up(backend)
 
     def callback(epoch, record):
-        raise RuntimeError(f"stop at {epoch}")
-    with pytest.raises(RuntimeError, match="stop at 0"):
-        net.fit(X, Y, epochs=3, lr=1e10, callback=callback)
-    assert_params_equal(net, start)  # where epoch 0's (finite) loss was measured
+        if epoch == 1:
+            net.set_params(start)
+    net.set_params([(np.zeros_like(W), np.zeros_like(b)) for W, b in start])  # (at rest)
+    with pytest.raises(nnkit.TrainingDiverged) as info:
+        net.fit(X, Y, epochs=5, lr=1e10, callback=callback)
+    assert info.value.epoch == 3 and info.value.history.loss[:2] == [0.0, 0.0]
+    assert_params_equal(net, start)
+    assert net.evaluate(X, Y) == pytest.approx(info.value.last_finite_loss, rel=1e-12)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
