@@ -641,8 +641,8 @@ class Backend:
         ``evaluate_loss``), NaN for epochs not run."""
         batch_size = batch_or_full(batch_size, rows)
         state.epochs_prepared += epochs
-        key = (rows, batch_size)
-        if not _FORCED.get() and not _RECORDS.get():
+        key, forced = (rows, batch_size), _FORCED.get()
+        if not forced and not _RECORDS.get():
             run = state.settled.get(key)
             if run is not None:  # planned before, as it would be for any longer run
                 return run
@@ -651,7 +651,7 @@ class Backend:
         path = self._dispatch("epochs", state.spec, rows, batch_size, 1,
                               state.epochs_prepared)
         run = state.runner(path, rows, batch_size)
-        if not _FORCED.get() and path == self.choose_path(
+        if not forced and path == self.choose_path(
                 "epochs", state.spec, rows, batch_size, 1, MAX_PLANNED_EPOCHS):
             state.settled[key] = run  # (more epochs cannot change it: ``choose_path``)
         return run

@@ -609,10 +609,12 @@ def _fit_state(state):
     from ._math import UPDATE_MATH
     from ._numba_codegen import fit_state_pointers
     opt, spec = state.opt, state.spec
-    slots = (opt.s1, opt.s2)[:UPDATE_MATH[opt.rule].slots]
+    # laid out by the spec's rule, as the kernel is (``_fit_kernel``): an optimizer state
+    # that is not the spec's raises in fit_state_pointers instead of misreading the table
+    slots = (opt.s1, opt.s2)[:UPDATE_MATH[spec.update].slots]
     arrays = (*(a for pair in state.params for a in pair),
               *(a for pairs in slots for pair in pairs for a in pair), opt.hyper, opt.t)
-    return fit_state_pointers(arrays, spec.sizes, opt.rule, spec.dtype), arrays
+    return fit_state_pointers(arrays, spec.sizes, spec.update, spec.dtype), arrays
 
 
 def _slot_tuples(opt):

@@ -602,7 +602,7 @@ class Network:
                 losses = run(X, Y, lrs, orders)
             else:
                 losses, val_losses = run(X, Y, lrs, orders, val)
-            # (the check of a one-epoch slice, as per-epoch fits run, is one float's)
+            # (the check of a one-epoch chunk, fit(epochs=1)'s, is one float's)
             all_finite = (math.isfinite(losses.item(0)) if len(losses) == 1
                           else bool(np.isfinite(losses).all()))
             if all_finite and self._params_finite():
