@@ -1,0 +1,122 @@
+"""The floor of the numpy backend's BLAS-bound steps against PyTorch eager (issue 18).
+
+Times, interleaved in one run: the numpy backend's step, PyTorch eager's (when torch is
+installed), the step's GEMMs alone with NumPy (the reference's layouts, ``out=``
+buffers), and one elementwise pass (an add, an exp) over each array shape the step
+works on. A NumPy step cannot cost less than its GEMMs plus the elementwise passes its
+math needs, one ufunc call each (NumPy fuses none); ``min_passes`` counts the fewest a
+sigmoid / squared-error step can do with (the reference's overflow-safe sigmoid takes
+three passes more a layer than the one counted here).
+
+    python benchmarks/numpy_floor.py [--workload large|mnist] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+
+import numpy as np
+
+from nnkit.bench.runner import interleaved_times, step_setup
+from nnkit.bench.workloads import WORKLOADS
+
+
+def min_passes(sizes, n):
+    """{shape: (passes, of which exps)} over the arrays of a sigmoid network's step on n
+    rows under squared error and plain SGD. Per layer, over its (n, o) output: the bias
+    add and a sigmoid with one exp (-z, exp, +1, 1/x; overflow-unsafe), the derivative
+    a(1-a)g (three passes) and the bias gradient's column sum; over its (i, o) weights:
+    lr * dW and W minus that; over the (n, o) output: the difference, the loss's dot
+    product and the gradient's scaling."""
+    passes = {}
+
+    def add(shape, k, exps=0):
+        p, e = passes.get(shape, (0, 0))
+        passes[shape] = (p + k, e + exps)
+    for i, o in zip(sizes, sizes[1:]):
+        add((n, o), 5 + 4, exps=1)
+        add((i, o), 2)
+    add((n, sizes[-1]), 3)
+    return passes
+
+
+def gemm_calls(X, sizes):
+    """The step's products with NumPy, forward then backward: A_l = A_{l-1} W_l, then
+    per layer from the last dW_l = A_{l-1}^T dZ_l and (but the first) dZ_l W_l^T."""
+    rng = np.random.default_rng(0)
+    f32 = X.dtype
+    n = X.shape[0]
+    Ws = [rng.random((i, o), dtype=f32) for i, o in zip(sizes, sizes[1:])]
+    As = [X] + [rng.random((n, o), dtype=f32) for o in sizes[1:]]
+    dZs = [rng.random((n, o), dtype=f32) for o in sizes[1:]]
+    dWs = [np.empty_like(W) for W in Ws]
+    Gs = [np.empty((n, i), f32) for i in sizes[:-1]]
+
+    def run():
+        for l, W in enumerate(Ws):
+            np.matmul(As[l], W, out=As[l + 1])
+        for l in range(len(Ws) - 1, -1, -1):
+            np.matmul(As[l].T, dZs[l], out=dWs[l])
+            if l:
+                np.matmul(dZs[l], Ws[l].T, out=Gs[l])
+    return run
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workload", default="large", choices=("large", "mnist", "digits"))
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=0.5, help="seconds per timing")
+    args = ap.parse_args(argv)
+
+    w, dtype = WORKLOADS[args.workload], "float32"
+    _, X, _, step = step_setup(w, "numpy", dtype)
+    X = np.asarray(X)
+    passes = min_passes(w.sizes, X.shape[0])
+    fns = {"numpy step": step, "numpy gemms": gemm_calls(X, w.sizes)}
+    arrays = {}
+    for shape in passes:
+        A = arrays[shape] = (np.random.default_rng(1).random(shape, dtype=np.float32),
+                             np.empty(shape, np.float32))
+        fns[f"add {shape}"] = (lambda A=A: np.add(A[0], 1, out=A[1]))
+        fns[f"exp {shape}"] = (lambda A=A: np.exp(A[0], out=A[1]))
+    try:
+        from nnkit.bench import peers
+        fns["torch eager step"] = peers.make_torch_eager(w, dtype)[0]
+    except ImportError as exc:
+        print(f"torch eager: skipped ({exc})")
+    times = dict(zip(fns, interleaved_times(list(fns.values()), lambda: None,
+                                            args.rounds, args.budget)))
+    elementwise = sum((k - e) * times[f"add {s}"] + e * times[f"exp {s}"]
+                      for s, (k, e) in passes.items())
+    floor = times["numpy gemms"] + elementwise
+    ms = {k: v * 1e3 for k, v in times.items()}
+    out = {"workload": args.workload, "sizes": list(w.sizes), "batch": X.shape[0],
+           "machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+           "numpy": np.__version__, "times_ms": ms,
+           "min_passes": {str(s): p for s, p in passes.items()},
+           "elementwise_floor_ms": elementwise * 1e3, "floor_ms": floor * 1e3,
+           "loadavg": os.getloadavg()}
+    for k, v in ms.items():
+        print(f"{k:>22}: {v:9.4f} ms")
+    count = sum(k for k, _ in passes.values())
+    print(f"{'floor':>22}: {floor * 1e3:9.4f} ms (the GEMMs + {count} passes: "
+          f"{elementwise * 1e3:.3f} ms)")
+    if "torch eager step" in times:
+        t = times["torch eager step"]
+        out["numpy_vs_torch"] = t / times["numpy step"]
+        out["floor_vs_torch"] = t / floor
+        out["gemms_vs_torch"] = t / times["numpy gemms"]
+        print(f"vs torch eager: the numpy step {out['numpy_vs_torch']:.3f}x, its floor "
+              f"{out['floor_vs_torch']:.3f}x, its GEMMs alone {out['gemms_vs_torch']:.3f}x "
+              "(target 0.9x)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
