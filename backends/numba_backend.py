@@ -49,17 +49,18 @@ FUSED_MAX_WORK = 1 << 9
 # sample-epochs (a fit: with the epochs its network ran before, ``prepare_epochs``):
 # generating one costs about a second once (then it is cached on disk), so short runs on
 # a new shape use the generic kernels instead. `nnkit bench --scaling`
-# (README "How cost grows with the work", benchmarks/results/scaling-cpu.*) measured the
-# generated step fastest up to rows x weights ~64-82 k (h = 128 at 32 rows, 128 rows at
-# 320 weights), past these caps; they stay lower because each new shape costs a compile,
-# and the wider the net the longer it takes.
+# (README "How cost grows with the work", benchmarks/results/scaling-cpu.*) first measured
+# the generated step fastest up to rows x weights ~64-82 k (h = 128 at 32 rows, 128 rows
+# at 320 weights), past these caps; they stay lower because each new shape costs a
+# compile, and the wider the net the longer it takes.
 CODEGEN_MAX_ROWS = 64
 CODEGEN_MAX_WEIGHTS = 1024
 CODEGEN_MIN_WORK = 4096
 # ... and a step or full-batch epochs call only while rows x weights is at most this where
-# the blas path runs in numba: the scaling run of 2026-11-26 (16-h-4 float32) measured the
-# generated step faster at 10,240 (5.5 vs 7.5 us) and the blas step faster at 20,480
-# (1.10x at h = 32 and 32 rows, 1.54x at 64 rows and h = 16).
+# the blas path runs in numba: the scaling run of 2026-11-27 (16-h-4 float32) measured the
+# generated step faster at 10,240 (4.3 vs 7.7 us); at 20,480 the generated step 1.18x
+# faster at h = 32 and 32 rows, the blas step 1.31x faster at 64 rows and h = 16; the
+# blas step faster at 40,960 on both axes (2026-11-26: blas 1.10x and 1.54x at 20,480).
 CODEGEN_MAX_WORK = 1 << 14
 
 
