@@ -3,10 +3,12 @@
 Times, interleaved in one run: the numpy backend's step, PyTorch eager's (when torch is
 installed), the step's GEMMs alone with NumPy (the reference's layouts, ``out=``
 buffers), and one elementwise pass (an add, an exp) over each array shape the step
-works on. A NumPy step cannot cost less than its GEMMs plus the elementwise passes its
-math needs, one ufunc call each (NumPy fuses none); ``min_passes`` counts the fewest a
-sigmoid / squared-error step can do with (the reference's overflow-safe sigmoid takes
-three passes more a layer than the one counted here).
+works on; then the first layer's SGD update with and without a GEMM reading its weights
+on BLAS's threads just before (as in a step). A NumPy step cannot cost less than its
+GEMMs plus the elementwise passes its math needs, one ufunc call each (NumPy fuses none);
+``min_passes`` counts the fewest a sigmoid / squared-error step can do with (the
+reference's overflow-safe sigmoid takes three passes more a layer than the one counted
+here).
 
     python benchmarks/numpy_floor.py [--workload large|mnist] [--json PATH]
 """
@@ -64,6 +66,29 @@ def gemm_calls(X, sizes):
     return run
 
 
+def update_after_gemm(X, W, repeats=200):
+    """Median seconds of the SGD update ``W -= lr * dW`` of the first layer (two passes,
+    as the reference), (a) right after a GEMM ``X @ W`` read W on BLAS's threads, as in a
+    step, and (b) with W untouched by BLAS since its last update."""
+    import time
+    rng = np.random.default_rng(2)
+    W = W.copy()
+    dW = rng.random(W.shape, dtype=W.dtype) * np.float32(1e-3)
+    H = np.empty((X.shape[0], W.shape[1]), W.dtype)
+    out = []
+    for read in (True, False):
+        ts = []
+        for _ in range(repeats):
+            if read:
+                np.matmul(X, W, out=H)
+            t = time.perf_counter()
+            np.multiply(dW, np.float32(1e-3), out=dW)
+            W -= dW
+            ts.append(time.perf_counter() - t)
+        out.append(float(np.median(ts)))
+    return tuple(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", default="large", choices=("large", "mnist", "digits"))
@@ -73,7 +98,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     w, dtype = WORKLOADS[args.workload], "float32"
-    _, X, _, step = step_setup(w, "numpy", dtype)
+    net, X, _, step = step_setup(w, "numpy", dtype)
     X = np.asarray(X)
     passes = min_passes(w.sizes, X.shape[0])
     fns = {"numpy step": step, "numpy gemms": gemm_calls(X, w.sizes)}
@@ -90,6 +115,7 @@ def main(argv=None):
         print(f"torch eager: skipped ({exc})")
     times = dict(zip(fns, interleaved_times(list(fns.values()), lambda: None,
                                             args.rounds, args.budget)))
+    after_read, alone = update_after_gemm(X, np.asarray(net.get_params()[0][0]))
     elementwise = sum((k - e) * times[f"add {s}"] + e * times[f"exp {s}"]
                       for s, (k, e) in passes.items())
     floor = times["numpy gemms"] + elementwise
@@ -99,12 +125,15 @@ def main(argv=None):
            "numpy": np.__version__, "times_ms": ms,
            "min_passes": {str(s): p for s, p in passes.items()},
            "elementwise_floor_ms": elementwise * 1e3, "floor_ms": floor * 1e3,
+           "first_update_ms": {"after_gemm_read": after_read * 1e3, "alone": alone * 1e3},
            "loadavg": os.getloadavg()}
     for k, v in ms.items():
         print(f"{k:>22}: {v:9.4f} ms")
     count = sum(k for k, _ in passes.values())
     print(f"{'floor':>22}: {floor * 1e3:9.4f} ms (the GEMMs + {count} passes: "
           f"{elementwise * 1e3:.3f} ms)")
+    print(f"first layer's SGD update: {after_read * 1e3:.4f} ms right after a GEMM read W "
+          f"on BLAS's threads, {alone * 1e3:.4f} ms otherwise")
     if "torch eager step" in times:
         t = times["torch eager step"]
         out["numpy_vs_torch"] = t / times["numpy step"]
