@@ -5,8 +5,8 @@ Measures, in one process with interleaved repeats (best and median of each):
 - ``fit(X, Y, epochs=1)`` on the OR gate (2-2-1 sigmoid, float64): the fixed cost of a
   call, wall clock and CPU time of the calling thread;
 - the cost per epoch of a callback, of validation data (its loss is computed inside the
-  run) and of ``patience`` (and ``restore_best``), minus the plain fit (a callback or
-  patience return to Python after every epoch);
+  run) and of ``patience`` (and ``restore_best``), minus the plain fit (a callback
+  returns to Python after every epoch; patience after at most ``patience`` epochs);
 - ``fit(epochs=1)`` piece by piece (its floor: checks, plan, snapshot, the kernel call);
 - whole fits of the seed's 2-1 sigmoid net (2,000 epochs) and of the OR gate's 2-2-1
   net (5,000 epochs), float64, lr 0.01, against JAX ``jit(lax.scan)`` over the same
@@ -75,6 +75,9 @@ def fixed_costs(repeats):
             "validation": lambda: net.fit(X, Y, epochs=E, lr=LR, validation_data=val),
             "patience+restore_best": lambda: net.fit(X, Y, epochs=E, lr=LR,
                                                      patience=10 * E, restore_best=True),
+            # chunks of at most 10 epochs (the loss falls every epoch: no stop)
+            "patience=10+restore_best": lambda: net.fit(X, Y, epochs=E, lr=LR, patience=10,
+                                                        restore_best=True),
         }
         numbers = {"fit(epochs=1)": 2000 if backend == "numba" else 500}
         got = {name: _interleaved({name: fn}, numbers.get(name, 3), 1)[name]

@@ -18,6 +18,7 @@ from .history import History
 from .layers import Dense
 from .optim import check_l2, get_optimizer
 from .schedules import get_schedule, learning_rates
+from .stopping import EarlyStopping
 from .validation import (as_host_2d, check_choice, class_targets, check_dtype, check_epochs,
                          check_positive_float, check_positive_int, check_real, check_same_rows,
                          check_unit_interval, ready_pair)
@@ -442,7 +443,7 @@ class Network:
         # One path for the whole run (slices of other lengths would plan other kernels).
         run = self.backend.prepare_epochs(self._state, n, batch_size, epochs)
         self._edits += 1
-        per_epoch = callback is not None or patience is not None or restore_best
+        watching = patience is not None or restore_best  # early stopping's bookkeeping
         bar = _progress_bar(progress, epochs, initial=done)
         epoch_s = _epoch_seconds(self._state.spec, n, 0 if val is None else val[0].shape[0])
         if done < epochs:
@@ -451,19 +452,23 @@ class Network:
             short = epochs * epoch_s <= _HANDLER_S
             with (_NO_HANDLER if short else _stop_on_ctrl_c()):
                 try:
-                    if (short and not per_epoch and bar is None and done == 0
+                    if (short and callback is None and not watching and bar is None and done == 0
                             and len(head) == epochs):
                         self._run_chunk(run, X, Y, val, head, batch_size, shuffle, hist, 0,
                                         None)  # (the common short fit: no loop to go round)
                         if STOP_REQUESTED.is_set():  # (another fit's Ctrl-C handler: _train)
                             raise TrainingInterrupted(len(hist.loss), hist)
-                    elif per_epoch:
+                    elif callback is not None:
                         self._train_epochwise(run, X, Y, val, _Rates(head, schedule, lr),
                                               epochs, done, batch_size, shuffle, hist, bar,
-                                              callback, patience, min_delta, restore_best)
+                                              callback, EarlyStopping(patience, min_delta),
+                                              restore_best)
                     else:
+                        watch = EarlyStopping(patience, min_delta) if watching else None
                         self._train(run, X, Y, val, _Rates(head, schedule, lr), epochs, done,
-                                    batch_size, shuffle, hist, epoch_s, bar)
+                                    batch_size, shuffle, hist, epoch_s, bar, watch)
+                        if restore_best:
+                            self._restore_best(run, X, Y, watch, hist)
                 except KeyboardInterrupt as exc:  # between slices (inside one: _run_chunk)
                     if isinstance(exc, TrainingInterrupted):
                         raise
@@ -476,13 +481,15 @@ class Network:
         return hist
 
     def _train(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist, epoch_s,
-               bar):
-        """``fit``'s loop over slices of epochs from epoch ``done``, without per-epoch
-        controls. A compiled backend runs a whole call without returning to Python, where
-        Ctrl-C is handled, so long runs are cut into slices of about ``_SLICE_S`` seconds:
-        the first sized by ``epoch_s``, a deliberately slow estimate of an epoch
+               bar, watch=None):
+        """``fit``'s loop over slices of epochs from epoch ``done``, without a callback. A
+        compiled backend runs a whole call without returning to Python, where Ctrl-C is
+        handled, so long runs are cut into slices of about ``_SLICE_S`` seconds: the first
+        sized by ``epoch_s``, a deliberately slow estimate of an epoch
         (``_epoch_seconds``), the next ones by the measured time (growing at most 8x per
-        slice); with a progress bar, a slice is at most 1 % of the run."""
+        slice); with a progress bar, a slice is at most 1 % of the run. ``watch``: an
+        ``EarlyStopping`` for patience / restore_best, which also bounds the slices (a
+        stop falls on a slice's last epoch, as one epoch at a time would have it)."""
         cap = epochs if bar is None else max(1, epochs // 100)
         if batch_size is not None:  # bounds the host memory of the sample orders
             cap = min(cap, max(1, _MAX_ORDER_INTS // X.shape[0]))
@@ -491,6 +498,8 @@ class Network:
             k = epochs - done
             if k > cap or k * epoch_s > _SLICE_S:  # (else the whole rest: the common case)
                 k = max(1, min(k, cap, int(_SLICE_S / epoch_s)))
+            if watch is not None:
+                k = watch.room(k)
             lrs = rates(done, k)
             more = done + k < epochs
             t0 = time.perf_counter() if more else 0.0
@@ -502,20 +511,36 @@ class Network:
                 seconds = time.perf_counter() - t0
                 if seconds > 0:
                     epoch_s = max(seconds / k, epoch_s / 8)
+            if watch is not None:
+                watch.observe(previous, done)
             done += k
             if bar is not None:
                 bar.update(k)
                 bar.set_postfix(loss=f"{previous[3][-1]:.4g}", lr=f"{float(lrs[-1]):.3g}")
+            if watch is not None and watch.stop:
+                hist.stopped_epoch = done - 1
+                return
+
+    def _restore_best(self, run, X, Y, watch, hist):
+        """After ``_train`` with ``watch``: the parameters (and optimizer state) of the best
+        epoch, run again from its chunk's snapshot on the same path unless it was the
+        last epoch run (so they are those that epoch left, to the bit)."""
+        if watch.best_chunk is None:
+            return
+        chunk, i = watch.best_chunk
+        if watch.best_epoch != len(hist.loss) - 1:
+            self._rerun(run, chunk[0], X, Y, chunk[1], i + 1, chunk[2])
+        hist.best_epoch = watch.best_epoch
 
     def _train_epochwise(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist,
-                         bar, callback, patience, min_delta, restore_best):
-        """``fit``'s loop with a callback, patience or restore_best: one epoch per call of
-        ``run`` from epoch ``done``, each followed by the controls. After each epoch one
-        backend call (``finite_copy``) checks the parameters and copies them: the snapshot
-        the next epoch goes back to (taken again after a callback that changed the
-        network: ``_edits``)."""
-        best_loss, best_epoch, best_params = math.inf, None, None
-        wait = 0
+                         bar, callback, watch, restore_best):
+        """``fit``'s loop with a callback: one epoch per call of ``run`` from epoch
+        ``done``, each followed by the callback and ``watch`` (an ``EarlyStopping``). After
+        each epoch one backend call (``finite_copy``) checks the parameters and copies
+        them: the snapshot the next epoch goes back to (taken again after a callback that
+        changed the network: ``_edits``). The best epoch's parameters are copied when it
+        ends (the callback may change the network, so they are not found again later)."""
+        best_params = None
         previous = None  # the last epoch run (see _run_chunk)
         stop_requested = STOP_REQUESTED.is_set
         finite_copy, flat = self.backend.finite_copy, self._flat
@@ -564,24 +589,19 @@ class Network:
             else:
                 monitored = previous[4].item(0)
                 record = {"epoch": epoch, "loss": loss, "lr": lr, "val_loss": monitored}
-            if callback is not None:
-                edits = self._edits
-                callback(epoch, record)
-                if self._edits != edits and not finite_copy(flat, following):
-                    self._parameters_diverged(previous, hist, done)  # (the callback's doing)
-            if monitored < best_loss - min_delta:
-                best_loss, best_epoch = monitored, epoch
+            edits = self._edits
+            callback(epoch, record)
+            if self._edits != edits and not finite_copy(flat, following):
+                self._parameters_diverged(previous, hist, done)  # (the callback's doing)
+            if watch.improved(epoch, monitored):
                 if restore_best:
                     best_params = self._snapshot()
-                wait = 0
-            else:
-                wait += 1
-                if patience is not None and wait >= patience:
-                    hist.stopped_epoch = epoch
-                    break
+            elif watch.stop:
+                hist.stopped_epoch = epoch
+                break
         if best_params is not None:
             self._restore(best_params)
-            hist.best_epoch = best_epoch
+            hist.best_epoch = watch.best_epoch
 
     def _run_chunk(self, run, X, Y, val, lrs, batch_size, shuffle, hist, start_epoch,
                    previous):

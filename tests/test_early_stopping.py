@@ -1,0 +1,118 @@
+"""Early stopping without a callback trains chunks of epochs, one backend call each
+(``nnkit.stopping.EarlyStopping`` cuts them so that a stop can only fall on a chunk's last
+epoch; ``restore_best`` runs the best epoch's chunk again from its snapshot). The
+reference is the same fit one epoch at a time, which a callback forces: the same
+history, stopping and best epochs, parameters, optimizer state and shuffling draws, to
+the bit, diverging runs included."""
+import numpy as np
+import pytest
+
+import nnkit
+from nnkit.stopping import EarlyStopping
+
+
+def data(rng, n=12):
+    X = rng.normal(size=(n, 3))
+    Y = X @ rng.normal(size=(3, 1)) + 0.1 * rng.normal(size=(n, 1))
+    return X, Y
+
+
+def make(backend):
+    return nnkit.Network([nnkit.Dense(3, 8, "tanh"), nnkit.Dense(8, 1, "linear")],
+                         loss="mse", dtype="float64", seed=0, backend=backend)
+
+
+def outcome(backend, callback, fit_args):
+    """Everything a fit leaves behind, as plain data."""
+    rng = np.random.default_rng(3)
+    X, Y = data(rng)
+    Xv, Yv = data(np.random.default_rng(99))  # unrelated targets: the net overfits them
+    net = make(backend)
+    err = None
+    try:
+        hist = net.fit(X, Y, validation_data=(Xv, Yv), callback=callback, **fit_args)
+    except nnkit.TrainingDiverged as exc:
+        hist, err = exc.history, (exc.epoch, exc.last_finite_loss)
+    opt, l2, t, slots = net.get_optimizer_state()
+    return {"loss": hist.loss, "lr": hist.lr, "val_loss": hist.val_loss,
+            "stopped": hist.stopped_epoch, "best": hist.best_epoch, "error": err,
+            "params": [(W.tobytes(), b.tobytes()) for W, b in net.get_params()],
+            "optimizer": (t, [a.tobytes() for a in slots]),
+            "next_shuffle": net.shuffle_order(12).tolist()}
+
+
+SCENARIOS = {
+    "patience": dict(epochs=400, lr=0.2, patience=5),
+    "patience-1": dict(epochs=400, lr=0.2, patience=1),
+    "patience-long": dict(epochs=400, lr=0.05, patience=60),
+    "patience-restore-best": dict(epochs=400, lr=0.2, patience=7, restore_best=True),
+    "restore-best-only": dict(epochs=300, lr=0.2, restore_best=True),
+    "min-delta": dict(epochs=400, lr=0.05, patience=4, min_delta=1e-3, restore_best=True),
+    "adam-step-schedule": dict(epochs=300, lr=0.05, patience=6, restore_best=True,
+                               optimizer="adam", lr_schedule="step"),
+    "shuffled-mini-batches": dict(epochs=300, lr=0.1, patience=5, restore_best=True,
+                                  batch_size=5, shuffle=True),
+    "diverges": dict(epochs=200, lr=2.0, patience=150, restore_best=True),
+    "stops-before-it-would-diverge": dict(epochs=200, lr=2.0, patience=3, restore_best=True),
+}
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_chunked_early_stopping_is_epoch_by_epoch_to_the_bit(backend, name):
+    args = SCENARIOS[name]
+    chunked = outcome(backend, None, args)
+    reference = outcome(backend, lambda epoch, record: None, args)
+    assert chunked == reference
+    if name == "diverges":
+        assert chunked["error"] is not None
+    elif "patience" in args:
+        assert chunked["stopped"] is not None and chunked["stopped"] < args["epochs"] - 1
+    if args.get("restore_best") and name != "diverges":
+        assert chunked["best"] == int(np.argmin(chunked["val_loss"]))
+
+
+def test_early_stopping_runs_chunks_not_epochs(rng):
+    X, Y = data(rng)
+    net = make("numpy")
+    calls = []
+    run = net.backend.prepare_epochs
+
+    def counting(*args, **kwargs):
+        epochs = run(*args, **kwargs)
+        return lambda *a, **k: calls.append(len(a[2])) or epochs(*a, **k)
+    net.backend.prepare_epochs = counting
+    try:
+        hist = net.fit(X, Y, epochs=500, lr=0.01, patience=100, restore_best=True)
+    finally:
+        del net.backend.prepare_epochs
+    assert sum(calls) >= len(hist.loss) and len(calls) <= len(hist.loss) // 50
+
+
+@pytest.mark.parametrize("min_delta", [0.0, 0.5])
+def test_observing_a_chunk_is_observing_its_epochs_one_by_one(min_delta):
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        k = int(rng.integers(1, 12)) if trial % 2 else int(rng.integers(60, 200))
+        losses = rng.choice([np.nan, np.inf, 0.0, 1.0, 1.5, 2.0, 3.0], size=(3, k))
+        one, chunks = EarlyStopping(None, min_delta), EarlyStopping(None, min_delta)
+        start = 0
+        for row in losses:
+            chunk = (None, None, None, row.copy(), None)
+            chunks.observe(chunk, start)
+            for i, v in enumerate(row.tolist()):
+                if one.improved(start + i, v):
+                    best_chunk = (chunk, i)
+            start += k
+        assert (chunks.best_loss, chunks.best_epoch, chunks.wait) == (
+            one.best_loss, one.best_epoch, one.wait), losses
+        if one.best_epoch is not None:
+            assert chunks.best_chunk[0] is best_chunk[0]
+            assert chunks.best_chunk[1] == best_chunk[1]
+
+
+@pytest.mark.parametrize("patience, wait, k, room", [(5, 0, 100, 5), (5, 3, 100, 2),
+                                                     (5, 0, 3, 3), (None, 9, 100, 100)])
+def test_room_keeps_a_stop_on_a_chunks_last_epoch(patience, wait, k, room):
+    watch = EarlyStopping(patience, 0.0)
+    watch.wait = wait
+    assert watch.room(k) == room
