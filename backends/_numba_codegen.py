@@ -206,10 +206,15 @@ def _optimizer_lines(w, sizes, rule, l2):
     weights before the update added to ``loss``."""
     slots = UPDATE_MATH[rule].slots
     w("count[0] += 1")
-    if _uses(rule, "c1"):  # pw1 = beta1**t, kept by a product (see _fit_source)
-        w("pw1 *= hyper[0]")("c1 = DT(1.0 - pw1)")
+    # Adam's bias corrections from beta**t by libm's pow at every update (a float
+    # exponent: numba raises to an integer power by repeated squaring), as
+    # OptimizerState.advance computes them: a running product (a fifth faster on the OR
+    # gate) drifts from the pow by a few ulp, so the numbers would depend on where fit
+    # cuts a run into calls.
+    if _uses(rule, "c1"):
+        w("c1 = DT(1.0 - hyper[0] ** float(count[0]))")
     if _uses(rule, "c2"):
-        w("pw2 *= hyper[1]")("c2 = DT(math.sqrt(1.0 - pw2))")
+        w("c2 = DT(math.sqrt(1.0 - hyper[1] ** float(count[0])))")
     if l2:
         w("sq = 0.0")
     lines = G.update_lines(rule, _OPERANDS)
@@ -302,13 +307,6 @@ def _fit_source(sizes, acts, loss, n, rule="sgd", l2=False, val_rows=None):
                 w(f"{h} = DT(hyper[{i}])")
         if l2:
             w("l2 = DT(hyper[3])")
-        # Adam's bias corrections need beta**t: one pow per call, then a product per
-        # update (two pows per epoch cost the OR gate a fifth of its epoch time); the
-        # product drifts from the pow by t rounding errors of a value below 1, so at most
-        # ~400 units in the last place of 1 - beta**t in any run.
-        for i, c in ((1, "c1"), (2, "c2")):
-            if _uses(rule, c):
-                w(f"pw{i} = hyper[{i - 1}] ** count[0]")
     w.block("for e in range(lrs.shape[0]):")
     w("lr = DT(lrs[e])")
     _step_lines(w, sizes, acts, loss, str(n), "X", "Y",

@@ -652,8 +652,8 @@ def optimizer_update(Ws, bs, dWs, dbs, S1W, S1b, S2W, S2b, rule, hyper, t, lr):
     layers, empty arrays, update nothing.)"""
     t[0] += 1
     h1, h2, h3, l2 = hyper[0], hyper[1], hyper[2], hyper[3]
-    c1 = 1.0 - h1 ** t[0]
-    c2 = math.sqrt(1.0 - h2 ** t[0])
+    c1 = 1.0 - h1 ** float(t[0])  # libm's pow, as OptimizerState.advance (numba raises to
+    c2 = math.sqrt(1.0 - h2 ** float(t[0]))  # an integer power by repeated squaring)
     penalty = 0.0
     for l in range(len(Ws)):
         penalty += optimizer_update_2d(Ws[l], dWs[l], S1W[l], S2W[l], rule, lr, h1, h2, h3,
