@@ -28,6 +28,9 @@ _MAX_ORDER_INTS = 1 << 22
 _RATES_UP_FRONT = 1 << 20
 _SLICE_S = 0.2  # seconds of a slice of epochs (see Network._train)
 _HANDLER_S = 0.05  # estimated seconds (_epoch_seconds) of a fit worth a SIGINT handler
+# A patience up to this runs epoch by epoch (chunks of one or two epochs cost more: the OR
+# gate with patience=1, 4.6 vs 2.9 us an epoch); larger ones in chunks (see _train).
+_EPOCHWISE_PATIENCE = 2
 
 
 class Network:
@@ -458,7 +461,8 @@ class Network:
                                         None)  # (the common short fit: no loop to go round)
                         if STOP_REQUESTED.is_set():  # (another fit's Ctrl-C handler: _train)
                             raise TrainingInterrupted(len(hist.loss), hist)
-                    elif callback is not None:
+                    elif callback is not None or (patience is not None
+                                                  and patience <= _EPOCHWISE_PATIENCE):
                         self._train_epochwise(run, X, Y, val, _Rates(head, schedule, lr),
                                               epochs, done, batch_size, shuffle, hist, bar,
                                               callback, EarlyStopping(patience, min_delta),
@@ -529,13 +533,19 @@ class Network:
             return
         chunk, i = watch.best_chunk
         if watch.best_epoch != len(hist.loss) - 1:
-            self._rerun(run, chunk[0], X, Y, chunk[1], i + 1, chunk[2])
+            last = self._snapshot()
+            try:
+                self._rerun(run, chunk[0], X, Y, chunk[1], i + 1, chunk[2])
+            except KeyboardInterrupt:  # a second Ctrl-C: the last epoch's, as the history's
+                self._restore(last)
+                raise
         hist.best_epoch = watch.best_epoch
 
     def _train_epochwise(self, run, X, Y, val, rates, epochs, done, batch_size, shuffle, hist,
                          bar, callback, watch, restore_best):
-        """``fit``'s loop with a callback: one epoch per call of ``run`` from epoch
-        ``done``, each followed by the callback and ``watch`` (an ``EarlyStopping``). After
+        """``fit``'s loop with a callback (or a small patience): one epoch per call of
+        ``run`` from epoch ``done``, each followed by the callback and ``watch`` (an
+        ``EarlyStopping``). After
         each epoch one backend call (``finite_copy``) checks the parameters and copies
         them: the snapshot the next epoch goes back to (taken again after a callback that
         changed the network: ``_edits``). The best epoch's parameters are copied when it
@@ -589,10 +599,11 @@ class Network:
             else:
                 monitored = previous[4].item(0)
                 record = {"epoch": epoch, "loss": loss, "lr": lr, "val_loss": monitored}
-            edits = self._edits
-            callback(epoch, record)
-            if self._edits != edits and not finite_copy(flat, following):
-                self._parameters_diverged(previous, hist, done)  # (the callback's doing)
+            if callback is not None:
+                edits = self._edits
+                callback(epoch, record)
+                if self._edits != edits and not finite_copy(flat, following):
+                    self._parameters_diverged(previous, hist, done)  # (the callback's doing)
             if watch.improved(epoch, monitored):
                 if restore_best:
                     best_params = self._snapshot()
@@ -610,8 +621,9 @@ class Network:
         lrs, orders, losses, validation losses or None) of the epochs run (float64
         arrays). On divergence see ``_keep_last_finite``; on Ctrl-C the parameters go
         back to the chunk's start. (``_train_epochwise`` does the same for one epoch.)"""
-        orders = None
+        orders = drawn_from = None
         if batch_size is not None and shuffle:
+            drawn_from = self._shuffle_rng.bit_generator.state
             orders = self._orders(X.shape[0], len(lrs))
         snapshot = self._snapshot()
         val_losses = None
@@ -633,7 +645,7 @@ class Network:
         except KeyboardInterrupt:
             self._chunk_interrupted(hist, start_epoch, snapshot)
         self._keep_last_finite(run, X, Y, lrs, orders, losses, val_losses, snapshot, previous,
-                               hist, start_epoch)
+                               hist, start_epoch, drawn_from)
 
     def _orders(self, n, epochs):
         """``epochs`` shuffled sample orders of ``n`` samples (epochs, n), on the backend."""
@@ -666,32 +678,74 @@ class Network:
         raise TrainingDiverged(epoch, hist.loss[-1] if hist.loss else None, hist)
 
     def _keep_last_finite(self, run, X, Y, lrs, orders, losses, val_losses, snapshot,
-                          previous, hist, start_epoch):
+                          previous, hist, start_epoch, drawn_from=None):
         """After a diverged chunk: go back to the parameters at which the last finite
         epoch loss was measured (the start of that epoch), by re-running the chunk (or
-        the previous one) from its snapshot on the same path; raise TrainingDiverged."""
+        the previous one) from its snapshot on the same path; raise TrainingDiverged.
+        The outcome is the one epoch at a time would give (``_train_epochwise``): where
+        the parameters turned non-finite before a loss did (a sigmoid saturating on an
+        infinite weight keeps the loss finite), the epoch that did it is found and counts
+        as the diverged one's; the shuffle generator (its state before the chunk's orders
+        were drawn: ``drawn_from``) is left as if only the epochs begun had drawn theirs."""
         finite = np.isfinite(losses)
         bad = int(np.argmin(finite)) if not finite.all() else len(lrs)  # len: params blew up
+        begun = bad + 1 if bad < len(lrs) else bad  # epochs whose orders were drawn
         keep = bad - 1  # the chunk's last epoch with a finite loss
+        searched = False
+        if keep >= 0:
+            self._rerun(run, snapshot, X, Y, lrs, keep, orders)
+            if not self._params_finite():  # non-finite before the epoch whose loss was
+                bad = begun = self._first_nonfinite(run, snapshot, X, Y, lrs, keep, orders)
+                keep, searched = bad - 1, True
+                self._rerun(run, snapshot, X, Y, lrs, max(keep, 0), orders)
         if keep >= 0:
             hist.extend(losses[:keep + 1], lrs[:keep + 1],
                         None if val_losses is None else val_losses[:keep + 1])
-            self._rerun(run, snapshot, X, Y, lrs, keep, orders)
+        elif searched:
+            pass  # the chunk started from non-finite parameters: they are restored above
         elif previous is not None:  # the chunk's first epoch: the previous chunk's last
             p_snapshot, p_lrs, p_orders = previous[:3]
             self._rerun(run, p_snapshot, X, Y, p_lrs, len(p_lrs) - 1, p_orders)
         else:
             self._restore(snapshot)  # epoch 0: the initial parameters
+            if not self._params_finite():  # (one at a time checks them before epoch 0)
+                begun = 0
+        if drawn_from is not None:
+            self._shuffle_rng.bit_generator.state = drawn_from
+            for _ in range(begun):
+                self.shuffle_order(X.shape[0])
         last = hist.loss[-1] if hist.loss else None
         raise TrainingDiverged(start_epoch + bad, last, hist)
+
+    def _first_nonfinite(self, run, snapshot, X, Y, lrs, k, orders):
+        """The fewest epochs m <= k from ``snapshot`` after which the parameters are not
+        all finite, given that they are not after k (a bisection over re-runs: once
+        non-finite, a parameter stays so)."""
+        lo, hi = 0, k
+        while lo < hi:
+            mid = (lo + hi) // 2
+            self._rerun(run, snapshot, X, Y, lrs, mid, orders)
+            if self._params_finite():
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def _rerun(self, run, snapshot, X, Y, lrs, k, orders):
         """Restore ``snapshot`` and re-run the first k of ``lrs``'s epochs by ``run``, the
         path the whole run took (so the parameters are those it passed through, to the
-        bit)."""
+        bit). Every one of them: a first Ctrl-C (``STOP_REQUESTED``), on which runners end
+        early, is set aside meanwhile and set again after."""
         self._restore(snapshot)
-        if k:
-            run(X, Y, lrs[:k], None if orders is None else orders[:k])
+        done, pending = 0, False
+        while done < k:
+            pending = pending or STOP_REQUESTED.is_set()
+            STOP_REQUESTED.clear()
+            losses = run(X, Y, lrs[done:k], None if orders is None else orders[done:k])
+            finite = np.isfinite(losses)  # (these epochs ran before with finite losses)
+            done += len(finite) if finite.all() else int(np.argmin(finite))
+        if pending:
+            STOP_REQUESTED.set()
 
 
 _NO_HANDLER = contextlib.nullcontext()

@@ -116,3 +116,63 @@ def test_room_keeps_a_stop_on_a_chunks_last_epoch(patience, wait, k, room):
     watch = EarlyStopping(patience, 0.0)
     watch.wait = wait
     assert watch.room(k) == room
+
+
+def corner(backend, case, callback, fit_args):
+    """A diverging corner case, fitted; its outcome as plain data."""
+    if case == "saturated":  # weights overflow to inf while the sigmoids keep the loss finite
+        X = np.array([[0.5, 1.0], [1.0, 0.3], [0.2, 0.9], [1.0, 1.0]])
+        Y = np.array([[0.], [1.], [1.], [1.]])
+        net = nnkit.Network([nnkit.Dense(2, 2, "sigmoid"), nnkit.Dense(2, 1, "sigmoid")],
+                            loss="mse", dtype="float64", seed=1, backend=backend)
+        kwargs = dict(epochs=40, lr=1.7e308, optimizer="momentum")
+    else:
+        X = np.random.default_rng(7).normal(size=(20, 3))
+        Y = X @ np.array([[1.], [-2.], [.5]])
+        act = "relu" if case == "nan-start" else "tanh"
+        net = nnkit.Network([nnkit.Dense(3, 6, act), nnkit.Dense(6, 1, "linear")],
+                            loss="mse", dtype="float64", seed=0, backend=backend)
+        kwargs = dict(epochs=50, lr=0.01 if case == "nan-start" else 5.0, batch_size=5,
+                      shuffle=True)
+        if case == "nan-start":
+            net.train_state.params[0][0][0, 0] = np.nan  # (set_params refuses NaN)
+    with pytest.raises(nnkit.TrainingDiverged) as info:
+        net.fit(X, Y, callback=callback, **kwargs, **fit_args)
+    exc = info.value
+    return {"epoch": exc.epoch, "last": exc.last_finite_loss, "loss": exc.history.loss,
+            "params": [(W.tobytes(), b.tobytes()) for W, b in net.get_params()],
+            "next_shuffle": net.shuffle_order(20).tolist()}
+
+
+@pytest.mark.parametrize("case", ["saturated", "nan-start", "shuffled"])
+@pytest.mark.parametrize("fit_args", [dict(patience=300), dict(restore_best=True), {}],
+                         ids=["patience", "restore-best", "plain"])
+def test_a_diverging_chunk_ends_as_epoch_by_epoch(backend, case, fit_args):
+    """The parameters may turn non-finite an epoch or more before a loss does (saturated
+    sigmoids; numba's relu maps NaN to 0): the epoch that did it is found. The shuffle
+    generator keeps only the orders of the epochs begun. Plain fits (chunks by time) too."""
+    chunked = corner(backend, case, None, fit_args)
+    reference = corner(backend, case, lambda epoch, record: None, {})
+    assert chunked == reference
+    if case != "nan-start":  # it keeps the last finite parameters
+        assert all(np.isfinite(np.frombuffer(W)).all() and np.isfinite(np.frombuffer(b)).all()
+                   for W, b in chunked["params"])
+
+
+def test_a_ctrl_c_during_restore_best_does_not_cut_its_rerun_short(monkeypatch):
+    """restore_best runs the best epoch's chunk again at the end; a first Ctrl-C then
+    (numpy's epoch loop ends early on it) must not leave the parameters part-way."""
+    from nnkit.backends.base import STOP_REQUESTED
+    rerun = nnkit.Network._rerun
+
+    def ctrl_c_first(self, *args, **kwargs):
+        STOP_REQUESTED.set()
+        return rerun(self, *args, **kwargs)
+    args = dict(epochs=300, lr=0.2, restore_best=True)
+    reference = outcome("numpy", lambda epoch, record: None, args)
+    monkeypatch.setattr(nnkit.Network, "_rerun", ctrl_c_first)
+    try:
+        chunked = outcome("numpy", None, args)
+    finally:
+        STOP_REQUESTED.clear()
+    assert chunked["best"] < 299 and chunked == reference
