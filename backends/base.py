@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import contextvars
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,7 +128,7 @@ class OptimizerState:
         t = int(self.t[0])
         h1, h2, h3 = (float(h) for h in self.hyper[:3])
         return {"h1": h1, "h2": h2, "h3": h3, "c1": 1.0 - h1 ** t,
-                "c2": (1.0 - h2 ** t) ** 0.5}
+                "c2": math.sqrt(1.0 - h2 ** t)}  # (the compiled kernels' sqrt, to the bit)
 
 
 Array = Any  # the backend's own array type (numpy.ndarray, cupy.ndarray, ...)

@@ -692,12 +692,25 @@ class Network:
         begun = bad + 1 if bad < len(lrs) else bad  # epochs whose orders were drawn
         keep = bad - 1  # the chunk's last epoch with a finite loss
         searched = False
-        if keep >= 0:
-            self._rerun(run, snapshot, X, Y, lrs, keep, orders)
-            if not self._params_finite():  # non-finite before the epoch whose loss was
-                bad = begun = self._first_nonfinite(run, snapshot, X, Y, lrs, keep, orders)
-                keep, searched = bad - 1, True
-                self._rerun(run, snapshot, X, Y, lrs, max(keep, 0), orders)
+        try:  # (a second Ctrl-C in the re-runs: back to the chunk's start, as _run_chunk)
+            if keep >= 0:
+                self._rerun(run, snapshot, X, Y, lrs, keep, orders)
+                if not self._params_finite():  # non-finite before the epoch whose loss was
+                    bad = begun = self._first_nonfinite(run, snapshot, X, Y, lrs, keep,
+                                                        orders)
+                    keep, searched = bad - 1, True
+                    self._rerun(run, snapshot, X, Y, lrs, max(keep, 0), orders)
+                elif bad < len(lrs) and drawn_from is not None:
+                    # epoch keep may have left them non-finite: then one at a time stops
+                    # after it, before drawing epoch bad's order
+                    at_keep = self._snapshot()
+                    self._rerun(run, at_keep, X, Y, lrs[keep:], 1, orders[keep:])
+                    if not self._params_finite():
+                        begun = bad
+                    self._restore(at_keep)
+        except KeyboardInterrupt:
+            self._restore(snapshot)
+            raise
         if keep >= 0:
             hist.extend(losses[:keep + 1], lrs[:keep + 1],
                         None if val_losses is None else val_losses[:keep + 1])
@@ -705,7 +718,11 @@ class Network:
             pass  # the chunk started from non-finite parameters: they are restored above
         elif previous is not None:  # the chunk's first epoch: the previous chunk's last
             p_snapshot, p_lrs, p_orders = previous[:3]
-            self._rerun(run, p_snapshot, X, Y, p_lrs, len(p_lrs) - 1, p_orders)
+            try:
+                self._rerun(run, p_snapshot, X, Y, p_lrs, len(p_lrs) - 1, p_orders)
+            except KeyboardInterrupt:
+                self._restore(snapshot)
+                raise
         else:
             self._restore(snapshot)  # epoch 0: the initial parameters
             if not self._params_finite():  # (one at a time checks them before epoch 0)
@@ -734,18 +751,18 @@ class Network:
     def _rerun(self, run, snapshot, X, Y, lrs, k, orders):
         """Restore ``snapshot`` and re-run the first k of ``lrs``'s epochs by ``run``, the
         path the whole run took (so the parameters are those it passed through, to the
-        bit). Every one of them: a first Ctrl-C (``STOP_REQUESTED``), on which runners end
-        early, is set aside meanwhile and set again after."""
+        bit). Every one of them: runners that end early on a first Ctrl-C
+        (``STOP_REQUESTED``, after at least one whole epoch) are called again for the rest."""
         self._restore(snapshot)
-        done, pending = 0, False
+        done = 0
         while done < k:
-            pending = pending or STOP_REQUESTED.is_set()
-            STOP_REQUESTED.clear()
             losses = run(X, Y, lrs[done:k], None if orders is None else orders[done:k])
             finite = np.isfinite(losses)  # (these epochs ran before with finite losses)
-            done += len(finite) if finite.all() else int(np.argmin(finite))
-        if pending:
-            STOP_REQUESTED.set()
+            ran = len(finite) if finite.all() else int(np.argmin(finite))
+            if not ran:
+                raise RuntimeError("nnkit: re-running epochs did not reproduce their finite "
+                                   "losses (a nondeterministic backend?)")
+            done += ran
 
 
 _NO_HANDLER = contextlib.nullcontext()

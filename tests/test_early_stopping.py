@@ -126,6 +126,14 @@ def corner(backend, case, callback, fit_args):
         net = nnkit.Network([nnkit.Dense(2, 2, "sigmoid"), nnkit.Dense(2, 1, "sigmoid")],
                             loss="mse", dtype="float64", seed=1, backend=backend)
         kwargs = dict(epochs=40, lr=1.7e308, optimizer="momentum")
+    elif case == "last-batch-overflows":  # epoch 0's loss finite, its last update not
+        X = np.random.default_rng(0).normal(size=(8, 3))
+        Y = np.zeros((8, 1))
+        Y[0] = 1e153
+        net = nnkit.Network([nnkit.Dense(3, 6, "tanh"), nnkit.Dense(6, 1, "linear")],
+                            loss="mse", dtype="float64", seed=4, backend=backend)
+        net.set_params([(np.zeros((3, 6)), np.zeros(6)), (np.zeros((6, 1)), np.zeros(1))])
+        kwargs = dict(epochs=20, lr=1e157, batch_size=3, shuffle=True)
     else:
         X = np.random.default_rng(7).normal(size=(20, 3))
         Y = X @ np.array([[1.], [-2.], [.5]])
@@ -144,7 +152,8 @@ def corner(backend, case, callback, fit_args):
             "next_shuffle": net.shuffle_order(20).tolist()}
 
 
-@pytest.mark.parametrize("case", ["saturated", "nan-start", "shuffled"])
+@pytest.mark.parametrize("case", ["saturated", "nan-start", "shuffled",
+                                  "last-batch-overflows"])
 @pytest.mark.parametrize("fit_args", [dict(patience=300), dict(restore_best=True), {}],
                          ids=["patience", "restore-best", "plain"])
 def test_a_diverging_chunk_ends_as_epoch_by_epoch(backend, case, fit_args):
@@ -154,7 +163,7 @@ def test_a_diverging_chunk_ends_as_epoch_by_epoch(backend, case, fit_args):
     chunked = corner(backend, case, None, fit_args)
     reference = corner(backend, case, lambda epoch, record: None, {})
     assert chunked == reference
-    if case != "nan-start":  # it keeps the last finite parameters
+    if case != "nan-start":  # it keeps the last finite parameters (and the orders drawn)
         assert all(np.isfinite(np.frombuffer(W)).all() and np.isfinite(np.frombuffer(b)).all()
                    for W, b in chunked["params"])
 
@@ -176,3 +185,21 @@ def test_a_ctrl_c_during_restore_best_does_not_cut_its_rerun_short(monkeypatch):
     finally:
         STOP_REQUESTED.clear()
     assert chunked["best"] < 299 and chunked == reference
+
+
+def test_a_ctrl_c_while_a_diverged_chunk_is_run_again_keeps_the_chunks_start(monkeypatch):
+    """Finding where a chunk diverged runs parts of it again; a (second) Ctrl-C then
+    leaves the parameters the history ends with, the chunk's start, not a re-run's."""
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(nnkit.Network, "_first_nonfinite", interrupted)
+    X = np.array([[0.5, 1.0], [1.0, 0.3], [0.2, 0.9], [1.0, 1.0]])
+    Y = np.array([[0.], [1.], [1.], [1.]])
+    net = nnkit.Network([nnkit.Dense(2, 2, "sigmoid"), nnkit.Dense(2, 1, "sigmoid")],
+                        loss="mse", dtype="float64", seed=1, backend="numpy")
+    start = [(W.copy(), b.copy()) for W, b in net.get_params()]
+    with pytest.raises(nnkit.TrainingInterrupted) as info:
+        net.fit(X, Y, epochs=40, lr=1.7e308, optimizer="momentum", patience=300)
+    assert info.value.epoch == 0 and info.value.history.loss == []
+    for (W, b), (W0, b0) in zip(net.get_params(), start):
+        assert W.tobytes() == W0.tobytes() and b.tobytes() == b0.tobytes()
