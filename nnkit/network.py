@@ -545,11 +545,11 @@ class Network:
                          bar, callback, watch, restore_best):
         """``fit``'s loop with a callback (or a small patience): one epoch per call of
         ``run`` from epoch ``done``, each followed by the callback and ``watch`` (an
-        ``EarlyStopping``). After
-        each epoch one backend call (``finite_copy``) checks the parameters and copies
-        them: the snapshot the next epoch goes back to (taken again after a callback that
-        changed the network: ``_edits``). The best epoch's parameters are copied when it
-        ends (the callback may change the network, so they are not found again later)."""
+        ``EarlyStopping``). After each epoch one backend call (``finite_copy``) checks the
+        parameters and copies them: the snapshot the next epoch goes back to (taken again
+        after a callback that changed the network: ``_edits``). The best epoch's
+        parameters are copied when it ends (a callback may change the network, so they
+        are not found again by re-running, as ``_restore_best`` does)."""
         best_params = None
         previous = None  # the last epoch run (see _run_chunk)
         stop_requested = STOP_REQUESTED.is_set
