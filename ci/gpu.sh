@@ -22,7 +22,8 @@ py="${PYTHON:-python}"
   timeout 150 "$py" -m pytest -q -p no:cacheprovider -p no:xdist -k cupy tests/test_parity.py \
     tests/test_sweep.py tests/test_gradients.py tests/test_training.py \
     tests/test_optimizers.py tests/test_softmax.py tests/test_paths.py \
-    tests/test_fit_validation.py tests/test_controls.py tests/test_backends.py 2>&1 | tail -15
+    tests/test_fit_validation.py tests/test_controls.py tests/test_backends.py \
+    tests/test_early_stopping.py 2>&1 | tail -15
   echo "== nnkit bench (cupy beside numpy/numba, float32; with the Adam classification workloads)"
   timeout 150 "$py" -m nnkit bench --json "$out/nnkit-bench.json"
   echo "== PyTorch CUDA baselines, the big sweep, the numba/cupy crossover"
