@@ -691,14 +691,13 @@ class Network:
         bad = int(np.argmin(finite)) if not finite.all() else len(lrs)  # len: params blew up
         begun = bad + 1 if bad < len(lrs) else bad  # epochs whose orders were drawn
         keep = bad - 1  # the chunk's last epoch with a finite loss
-        searched = False
         try:  # (a second Ctrl-C in the re-runs: back to the chunk's start, as _run_chunk)
             if keep >= 0:
                 self._rerun(run, snapshot, X, Y, lrs, keep, orders)
                 if not self._params_finite():  # non-finite before the epoch whose loss was
                     bad = begun = self._first_nonfinite(run, snapshot, X, Y, lrs, keep,
                                                         orders)
-                    keep, searched = bad - 1, True
+                    keep = bad - 1  # -1: the chunk started from them (then previous is None)
                     self._rerun(run, snapshot, X, Y, lrs, max(keep, 0), orders)
                 elif bad < len(lrs) and drawn_from is not None:
                     # epoch keep may have left them non-finite: then one at a time stops
@@ -714,8 +713,6 @@ class Network:
         if keep >= 0:
             hist.extend(losses[:keep + 1], lrs[:keep + 1],
                         None if val_losses is None else val_losses[:keep + 1])
-        elif searched:
-            pass  # the chunk started from non-finite parameters: they are restored above
         elif previous is not None:  # the chunk's first epoch: the previous chunk's last
             p_snapshot, p_lrs, p_orders = previous[:3]
             try:
