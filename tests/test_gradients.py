@@ -53,3 +53,20 @@ def test_gradcheck_per_layer(backend, rng):
     errs = nnkit.gradcheck(net, X, Y, per_layer=True)
     assert len(errs) == 2 and all(len(e) == 2 for e in errs)
     assert max(max(e) for e in errs) < 1e-6
+
+
+@pytest.mark.parametrize("hidden", ACTS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_one_sgd_epoch_moves_each_parameter_by_lr_times_its_gradient(backend, hidden, loss,
+                                                                      rng):
+    """Plain SGD's step takes the gradients of lr x the loss (one subtraction a
+    parameter): the update is still -lr times the independent reference's gradient."""
+    X = rng.normal(size=(9, 4))
+    Y = rng.uniform(size=(9, 3))
+    net = make(backend, [4, 6, 3], hidden, loss, seed=5)
+    before = net.get_params()
+    _, ref = reference_grads(before, [layer.activation for layer in net.layers], loss, X, Y)
+    net.fit(X, Y, epochs=1, lr=0.3)
+    for (W, b), (W0, b0), (rW, rb) in zip(net.get_params(), before, ref):
+        np.testing.assert_allclose(W - W0, -0.3 * rW, rtol=1e-8, atol=1e-14)
+        np.testing.assert_allclose(b - b0, -0.3 * rb, rtol=1e-8, atol=1e-14)
