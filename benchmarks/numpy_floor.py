@@ -7,8 +7,8 @@ works on; then the first layer's SGD update with and without a GEMM reading its 
 on BLAS's threads just before (as in a step). A NumPy step cannot cost less than its
 GEMMs plus the elementwise passes its math needs, one ufunc call each (NumPy fuses none);
 ``min_passes`` counts the fewest a sigmoid / squared-error step can do with (the
-reference's overflow-safe sigmoid takes three passes more a layer than the one counted
-here).
+reference makes these, and one more over the output: it divides the
+output's gradient by n and multiplies it by lr apart).
 
     python benchmarks/numpy_floor.py [--workload large|mnist] [--json PATH]
 """
@@ -27,19 +27,19 @@ from nnkit.bench.workloads import WORKLOADS
 
 def min_passes(sizes, n):
     """{shape: (passes, of which exps)} over the arrays of a sigmoid network's step on n
-    rows under squared error and plain SGD. Per layer, over its (n, o) output: the bias
-    add and a sigmoid with one exp (-z, exp, +1, 1/x; overflow-unsafe), the derivative
-    a(1-a)g (three passes) and the bias gradient's column sum; over its (i, o) weights:
-    lr * dW and W minus that; over the (n, o) output: the difference, the loss's dot
-    product and the gradient's scaling."""
+    rows under squared error and plain SGD. Per layer, over its (n, o) output: the
+    biased sigmoid with one exp (-b - z, exp, +1, 1/x), the derivative a(1-a)g (three
+    passes) and the bias gradient's column sum; over its (i, o) weights: W minus dW (lr
+    is folded into the output's gradient); over the (n, o) output: the difference, the
+    loss's dot product and the gradient's scaling by lr / n."""
     passes = {}
 
     def add(shape, k, exps=0):
         p, e = passes.get(shape, (0, 0))
         passes[shape] = (p + k, e + exps)
     for i, o in zip(sizes, sizes[1:]):
-        add((n, o), 5 + 4, exps=1)
-        add((i, o), 2)
+        add((n, o), 4 + 4, exps=1)
+        add((i, o), 1)
     add((n, sizes[-1]), 3)
     return passes
 
@@ -67,8 +67,8 @@ def gemm_calls(X, sizes):
 
 
 def update_after_gemm(X, W, repeats=200):
-    """Median seconds of the SGD update ``W -= lr * dW`` of the first layer (two passes,
-    as the reference), (a) right after a GEMM ``X @ W`` read W on BLAS's threads, as in a
+    """Median seconds of the SGD update ``W -= dW`` of the first layer (one pass, as the
+    reference: dW is already lr times the gradient), (a) right after a GEMM ``X @ W`` read W on BLAS's threads, as in a
     step, and (b) with W untouched by BLAS since its last update."""
     import time
     rng = np.random.default_rng(2)
@@ -82,7 +82,6 @@ def update_after_gemm(X, W, repeats=200):
             if read:
                 np.matmul(X, W, out=H)
             t = time.perf_counter()
-            np.multiply(dW, np.float32(1e-3), out=dW)
             W -= dW
             ts.append(time.perf_counter() - t)
         out.append(float(np.median(ts)))
