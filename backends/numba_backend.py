@@ -58,8 +58,8 @@ CODEGEN_MAX_WEIGHTS = 1024
 CODEGEN_MIN_WORK = 4096
 # ... and a step or full-batch epochs call only while rows x weights is at most this where
 # the blas path runs in numba: the scaling run of 2026-11-27 (16-h-4 float32) measured the
-# generated step faster at 10,240 (4.3 vs 7.7 us); at 20,480 the generated step 1.18x
-# faster at h = 32 and 32 rows, the blas step 1.31x faster at 64 rows and h = 16; the
+# generated step faster at 10,240 (4.4 vs 7.5 us); at 20,480 the generated step 1.16x
+# faster at h = 32 and 32 rows, the blas step 1.29x faster at 64 rows and h = 16; the
 # blas step faster at 40,960 on both axes (2026-11-26: blas 1.10x and 1.54x at 20,480).
 CODEGEN_MAX_WORK = 1 << 14
 
