@@ -6,9 +6,8 @@ buffers), and one elementwise pass (an add, an exp) over each array shape the st
 works on; then the first layer's SGD update with and without a GEMM reading its weights
 on BLAS's threads just before (as in a step). A NumPy step cannot cost less than its
 GEMMs plus the elementwise passes its math needs, one ufunc call each (NumPy fuses none);
-``min_passes`` counts the fewest a sigmoid / squared-error step can do with (the
-reference makes these, and one more over the output: it divides the
-output's gradient by n and multiplies it by lr apart).
+``min_passes`` counts the fewest a sigmoid / squared-error step under plain SGD can do
+with (the reference makes these).
 
     python benchmarks/numpy_floor.py [--workload large|mnist] [--json PATH]
 """
@@ -29,16 +28,16 @@ def min_passes(sizes, n):
     """{shape: (passes, of which exps)} over the arrays of a sigmoid network's step on n
     rows under squared error and plain SGD. Per layer, over its (n, o) output: the
     biased sigmoid with one exp (-b - z, exp, +1, 1/x), the derivative a(1-a)g (three
-    passes) and the bias gradient's column sum; over its (i, o) weights: W minus dW (lr
-    is folded into the output's gradient); over the (n, o) output: the difference, the
-    loss's dot product and the gradient's scaling by lr / n."""
+    passes), dZ times lr and the bias gradient's column sum; over its (i, o) weights: W
+    minus dW (lr x the gradient already); over the (n, o) output: the difference, the
+    loss's dot product and the gradient's scaling by 1 / n."""
     passes = {}
 
     def add(shape, k, exps=0):
         p, e = passes.get(shape, (0, 0))
         passes[shape] = (p + k, e + exps)
     for i, o in zip(sizes, sizes[1:]):
-        add((n, o), 4 + 4, exps=1)
+        add((n, o), 4 + 5, exps=1)
         add((i, o), 1)
     add((n, sizes[-1]), 3)
     return passes

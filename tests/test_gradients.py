@@ -70,3 +70,38 @@ def test_one_sgd_epoch_moves_each_parameter_by_lr_times_its_gradient(backend, hi
     for (W, b), (W0, b0), (rW, rb) in zip(net.get_params(), before, ref):
         np.testing.assert_allclose(W - W0, -0.3 * rW, rtol=1e-8, atol=1e-14)
         np.testing.assert_allclose(b - b0, -0.3 * rb, rtol=1e-8, atol=1e-14)
+
+
+def test_scaled_backpropagation_does_not_overflow_where_the_step_does_not():
+    """Plain SGD's reference step scales each layer's dZ by lr after the layer below took
+    dZ W^T: with lr x dZ W^T (1e39) overflowing and the hidden tanh saturated (derivative
+    0), 0 x inf would put NaN into the hidden weights; unscaled, they stay as they were."""
+    from nnkit.backends.base import TrainState
+    be = nnkit.get_backend("numpy")
+    f = np.float32
+    state = TrainState(be, [(np.full((1, 2), 100, f), np.zeros(2, f)),
+                            (np.full((2, 1), 1e20, f), np.zeros(1, f))],
+                       ("tanh", "linear"), "binary_crossentropy")
+    with np.errstate(over="ignore", invalid="ignore"):
+        be.train_step(state, np.ones((1, 1), f), np.zeros((1, 1), f), 1e19)
+    np.testing.assert_array_equal(state.params[0][0], np.full((1, 2), 100, f))
+    assert np.isfinite(state.params[1][0]).all()
+
+
+def test_sgd_update_takes_a_learning_rate_per_configuration(backend):
+    """``sgd_update`` / ``apply_update`` with lr broadcasting against stacked parameters
+    (C, i, o), as the sweeps pass it, and with lr exactly 1."""
+    from nnkit.backends.base import OptimizerState
+    be = nnkit.get_backend(backend)
+    xp = be.xp
+    C = 3
+    params = [(be.asarray(np.ones((C, 4, 2))), be.asarray(np.ones((C, 1, 2))))]
+    grads = [(be.asarray(np.full((C, 4, 2), 2.0)), be.asarray(np.full((C, 1, 2), 2.0)))]
+    lr = be.asarray(np.array([0.1, 0.25, 1.0]).reshape(C, 1, 1))
+    be.apply_update(params, grads, OptimizerState(be, params), lr)
+    want = 1.0 - 2.0 * np.array([0.1, 0.25, 1.0])
+    np.testing.assert_allclose(be.to_numpy(params[0][0])[:, 0, 0], want)
+    np.testing.assert_allclose(be.to_numpy(params[0][1])[:, 0, 0], want)
+    W, b = xp.ones((2, 2)), xp.ones(2)
+    be.sgd_update([(W, b)], [(xp.full((2, 2), 0.5), xp.full(2, 0.5))], 1.0)
+    np.testing.assert_array_equal(be.to_numpy(W), np.full((2, 2), 0.5))

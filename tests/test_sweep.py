@@ -168,3 +168,22 @@ def test_full_batch_sweeps_past_the_generated_sizes(backend, sizes, acts, loss, 
             for (W, b), (rW, rb) in zip(res.params[i], ref.get_params()):
                 np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
                 np.testing.assert_allclose(b, rb, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{}, {"optimizer": "momentum"}, {"batch_size": 7}])
+def test_numpy_reference_sweep_is_the_reference_fit_to_the_bit(kw):
+    """The numpy backend's "reference" sweep path trains each configuration by the
+    reference step (plain SGD: lr-scaled gradients, then one subtraction a parameter):
+    the same bits as the configuration's own fit."""
+    be = nnkit.get_backend("numpy")
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(30, 3)), rng.uniform(size=(30, 2))
+    layers = [nnkit.Dense(3, 5, "tanh"), nnkit.Dense(5, 2, "sigmoid")]
+    with be.use_path("reference"):
+        res = nnkit.sweep(nnkit.Network(layers, seed=0, backend="numpy", dtype="float64"),
+                          X, Y, lr=[0.3], seed=[5], epochs=20, progress=False, **kw)
+    net = nnkit.Network(layers, seed=5, backend="numpy", dtype="float64")
+    net.fit(X, Y, epochs=20, lr=0.3, **kw)
+    for (W, b), (fW, fb) in zip(res.params[0], net.get_params()):
+        np.testing.assert_array_equal(W, fW)
+        np.testing.assert_array_equal(b, fb)
