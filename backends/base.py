@@ -258,13 +258,14 @@ class Backend:
         return buf
 
     def _ones(self, n, dtype):
-        """A read-only vector of n ones (for column sums by matmul), kept per n and dtype."""
-        cache = self.__dict__.setdefault("_ones_cache", {})
+        """A vector of n ones (for column sums by matmul; never written), kept per
+        thread (as ``_scratch``: a thread's device), n and dtype."""
+        cache = getattr(self._local, "ones", None)
+        if cache is None or len(cache) > 8:
+            cache = self._local.ones = {}
         key = (n, dtype)
         ones = cache.get(key)
         if ones is None:
-            if len(cache) > 32:
-                cache.clear()
             ones = cache[key] = self.xp.ones(n, dtype=dtype)
         return ones
 
