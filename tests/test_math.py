@@ -1,6 +1,8 @@
 """The table of kernel math (backends/_math.py): every rendering covers every name, the
 numba kernels' rendered block is current, and the NumPy reference computes what the
 table says (its formulas evaluated independently in float64)."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -251,7 +253,6 @@ def test_reference_sigmoid_is_accurate_and_quiet_in_both_tails(dtype):
     z = np.concatenate([np.linspace(-80, 80, 4001), [-1e4, -800.0, 800.0, 1e4]]).astype(dtype)
     zl = z.astype(np.longdouble)
     want = 1 / (1 + np.exp(-zl))
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = be.activation_forward(z.copy(), "sigmoid")
